@@ -1,0 +1,29 @@
+# The README's commands: `make test` runs every test, `make build` builds bin/s3cache.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+export MINIO_BIN := $(CURDIR)/.tools/bin/minio
+
+GO ?= go
+TEST_TIMEOUT ?= 40m
+FUZZTIME ?= 10s
+
+.PHONY: build test deps vet fuzz
+
+build:
+	$(GO) build -o bin/s3cache ./cmd/s3cache
+
+deps:
+	scripts/install-test-deps.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Brief runs of the fuzz targets; their corpora in testdata/ also run in plain go test.
+fuzz:
+	$(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZTIME)
+
+test: deps vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) fuzz

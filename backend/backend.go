@@ -1,0 +1,70 @@
+// Package backend is BuildKit's `type=s3` remote cache exporter and importer
+// on top of package store.
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+)
+
+// DefaultMaxManifestSize bounds the cache config we accept on import, so a
+// hostile or broken manifest cannot make us allocate without limit.
+const DefaultMaxManifestSize = 64 << 20
+
+// Options configure the exporter and importer.
+type Options struct {
+	// NewStore opens the bucket for a config; nil means store.New with
+	// StoreOptions. Tests use it to put a proxy or a wrapper in between.
+	NewStore func(ctx context.Context, cfg spec.Config) (store.Store, error)
+	// StoreOptions tune the S3 client when NewStore is nil.
+	StoreOptions store.Options
+	// MaxManifestSize bounds an imported manifest; 0 means DefaultMaxManifestSize.
+	MaxManifestSize int64
+	// Logf receives warnings (unknown attributes, damaged cache); nil drops them.
+	Logf func(format string, args ...any)
+}
+
+func (o Options) open(ctx context.Context, cfg spec.Config) (store.Store, store.Layout, error) {
+	layout := store.Layout{Prefix: cfg.Prefix, BlobsPrefix: cfg.BlobsPrefix, ManifestsPrefix: cfg.ManifestsPrefix}
+	var (
+		st  store.Store
+		err error
+	)
+	if o.NewStore != nil {
+		st, err = o.NewStore(ctx, cfg)
+	} else {
+		st, err = store.New(ctx, cfg, o.StoreOptions)
+	}
+	if err != nil {
+		return nil, layout, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
+	}
+	return st, layout, nil
+}
+
+func (o Options) maxManifestSize() int64 {
+	if o.MaxManifestSize > 0 {
+		return o.MaxManifestSize
+	}
+	return DefaultMaxManifestSize
+}
+
+func (o Options) warnf(format string, args ...any) {
+	if o.Logf != nil {
+		o.Logf(format, args...)
+	}
+}
+
+// parseConfig validates the attributes BuildKit hands a cache backend.
+func (o Options) parseConfig(attrs map[string]string) (spec.Config, error) {
+	cfg, err := spec.FromAttrs(attrs)
+	if err != nil {
+		return spec.Config{}, err
+	}
+	for _, w := range cfg.Warnings {
+		o.warnf("s3 cache: %s", w)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,474 @@
+package backend_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/pkg/labels"
+	"github.com/moby/buildkit/cache/remotecache"
+	v1 "github.com/moby/buildkit/cache/remotecache/v1"
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/cachedigest"
+	"github.com/moby/buildkit/util/contentutil"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/internal/testutil/miniotest"
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
+
+// fixture is a bucket plus the attributes that reach it.
+type fixture struct {
+	srv    *miniotest.Server
+	bucket string
+	attrs  map[string]string
+	store  store.Store
+}
+
+func newFixture(t *testing.T, extra map[string]string) *fixture {
+	t.Helper()
+	srv := miniotest.Shared(t)
+	bucket := srv.Bucket(t)
+	attrs := map[string]string{
+		"region":            miniotest.Region,
+		"bucket":            bucket,
+		"endpoint_url":      srv.Endpoint,
+		"use_path_style":    "true",
+		"access_key_id":     miniotest.AccessKey,
+		"secret_access_key": miniotest.SecretKey,
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	cfg, err := spec.FromAttrs(attrs)
+	if err != nil {
+		t.Fatalf("spec: %v", err)
+	}
+	st, err := store.New(context.Background(), cfg, store.Options{})
+	if err != nil {
+		t.Fatalf("store: %v", err)
+	}
+	return &fixture{srv: srv, bucket: bucket, attrs: attrs, store: st}
+}
+
+func (f *fixture) with(kv ...string) map[string]string {
+	attrs := map[string]string{}
+	for k, v := range f.attrs {
+		attrs[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		attrs[kv[i]] = kv[i+1]
+	}
+	return attrs
+}
+
+// layer is a blob in a local content store, described as BuildKit describes
+// a compressed layer.
+type layer struct {
+	desc ocispecs.Descriptor
+	data []byte
+}
+
+func newLayers(t *testing.T, sizes ...int) ([]layer, content.InfoReaderProvider) {
+	t.Helper()
+	buf := contentutil.NewBuffer()
+	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	var out []layer
+	for i, size := range sizes {
+		data := make([]byte, size)
+		if _, err := rand.Read(data); err != nil {
+			t.Fatal(err)
+		}
+		desc := ocispecs.Descriptor{
+			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+			Digest:    digest.FromBytes(data),
+			Size:      int64(size),
+			Annotations: map[string]string{
+				labels.LabelUncompressed: digest.FromString(fmt.Sprintf("diff-%d-%s", i, digest.FromBytes(data))).String(),
+				"buildkit/createdat":     created.Add(time.Duration(i) * time.Minute).Format(time.RFC3339Nano),
+			},
+		}
+		if err := content.WriteBlob(context.Background(), buf, desc.Digest.String(), bytes.NewReader(data), desc); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, layer{desc: desc, data: data})
+	}
+	return out, buf
+}
+
+// addChain records a three-step build: base (layer 0), a step on it
+// (layers 0+1) and a sibling from the base with another selector (0+2).
+func addChain(t *testing.T, target solver.CacheExporterTarget, ls []layer, provider content.InfoReaderProvider) {
+	t.Helper()
+	created := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	remote := func(idx ...int) []solver.CacheExportResult {
+		r := &solver.Remote{Provider: provider}
+		for _, i := range idx {
+			r.Descriptors = append(r.Descriptors, ls[i].desc)
+		}
+		return []solver.CacheExportResult{{CreatedAt: created, Result: r}}
+	}
+	base, _, err := target.Add(rootRecordDigest(t, digest.FromString("base")), nil, remote(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := target.Add(digest.FromString("run-a"), [][]solver.CacheLink{{{Src: base}}}, remote(0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := target.Add(digest.FromString("run-b"), [][]solver.CacheLink{{{Src: base, Selector: "sha256:sel"}}}, remote(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rootRecordDigest is the digest the solver gives the record of a step
+// without inputs: what it later queries a cache manager for.
+func rootRecordDigest(t *testing.T, dgst digest.Digest) digest.Digest {
+	t.Helper()
+	out, err := cachedigest.FromBytes(fmt.Appendf(nil, "%s@%d", dgst, 0), cachedigest.TypeString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func export(t *testing.T, opts backend.Options, attrs map[string]string, ls []layer, provider content.InfoReaderProvider) remotecache.Exporter {
+	t.Helper()
+	ctx := context.Background()
+	exp, err := backend.ResolveCacheExporterFunc(opts)(ctx, nil, attrs)
+	if err != nil {
+		t.Fatalf("resolve exporter: %v", err)
+	}
+	addChain(t, exp, ls, provider)
+	if _, err := exp.Finalize(ctx); err != nil {
+		t.Fatalf("finalize: %v", err)
+	}
+	return exp
+}
+
+func load(t *testing.T, opts backend.Options, attrs map[string]string) (*cacheimporttypes.CacheConfig, v1.DescriptorProvider) {
+	t.Helper()
+	ctx := context.Background()
+	imp, _, err := backend.ResolveCacheImporterFunc(opts)(ctx, nil, attrs)
+	if err != nil {
+		t.Fatalf("resolve importer: %v", err)
+	}
+	cc, err := imp.(*backend.Importer).Load(ctx)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	cfg, descs, err := cc.Marshal(ctx)
+	if err != nil {
+		t.Fatalf("marshal imported chains: %v", err)
+	}
+	return cfg, descs
+}
+
+func readManifest(t *testing.T, st store.Store, key string) cacheimporttypes.CacheConfig {
+	t.Helper()
+	dt, err := store.ReadAll(context.Background(), st, key, 1<<20)
+	if err != nil {
+		t.Fatalf("read manifest %s: %v", key, err)
+	}
+	var cfg cacheimporttypes.CacheConfig
+	if err := backend.DecodeManifest(dt, &cfg); err != nil {
+		t.Fatalf("decode manifest %s: %v", key, err)
+	}
+	return cfg
+}
+
+// structure drops the layer annotations, which chains rebuilt from a
+// manifest don't carry, leaving what the solver matches on.
+func structure(cfg cacheimporttypes.CacheConfig) string {
+	var b strings.Builder
+	for _, l := range cfg.Layers {
+		fmt.Fprintf(&b, "layer %s parent %d\n", l.Blob, l.ParentIndex)
+	}
+	for _, r := range cfg.Records {
+		fmt.Fprintf(&b, "record %s inputs %v results %v chains %v\n", r.Digest, r.Inputs, r.Results, r.ChainedResults)
+	}
+	return b.String()
+}
+
+func readBlob(t *testing.T, descs v1.DescriptorProvider, dgst digest.Digest) ([]byte, error) {
+	t.Helper()
+	pair, ok := descs[dgst]
+	if !ok {
+		t.Fatalf("imported chains have no blob %s", dgst)
+	}
+	ra, err := pair.Provider.ReaderAt(context.Background(), pair.Descriptor)
+	if err != nil {
+		return nil, err
+	}
+	defer ra.Close()
+	return io.ReadAll(content.NewReader(ra))
+}
+
+func TestRoundTrip(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 1000, 70000, 3)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+
+	manifest := readManifest(t, f.store, "manifests/main")
+	if len(manifest.Layers) != 3 || len(manifest.Records) != 3 {
+		t.Fatalf("manifest has %d layers and %d records, want 3 and 3", len(manifest.Layers), len(manifest.Records))
+	}
+	for _, l := range manifest.Layers {
+		var src layer
+		for _, x := range ls {
+			if x.desc.Digest == l.Blob {
+				src = x
+			}
+		}
+		a := l.Annotations
+		if a == nil || a.Size != src.desc.Size || a.MediaType != src.desc.MediaType || a.DiffID.String() != src.desc.Annotations[labels.LabelUncompressed] || a.CreatedAt.IsZero() {
+			t.Errorf("layer %s annotations = %+v, want size, mediaType, diffID and createdAt of the descriptor", l.Blob, a)
+		}
+		obj, err := f.store.Stat(context.Background(), "blobs/"+l.Blob.String())
+		if err != nil || obj.Size != src.desc.Size {
+			t.Errorf("blob %s in bucket: %+v, %v", l.Blob, obj, err)
+		}
+	}
+
+	imported, descs := load(t, backend.Options{}, f.with("name", "main"))
+	if got, want := structure(*imported), structure(manifest); got != want {
+		t.Fatalf("imported chains differ from the export:\n got: %s\nwant: %s", got, want)
+	}
+	for _, l := range ls {
+		got, err := readBlob(t, descs, l.desc.Digest)
+		if err != nil || !bytes.Equal(got, l.data) {
+			t.Errorf("blob %s read back: %d bytes, %v; want the %d bytes exported", l.desc.Digest, len(got), err, len(l.data))
+		}
+	}
+}
+
+func TestCustomPrefixesAndSeveralNames(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	attrs := f.with("name", "branch;main", "prefix", "team/", "blobs_prefix", "b/", "manifests_prefix", "m/")
+	export(t, backend.Options{}, attrs, ls, provider)
+	a := readManifest(t, f.store, "team/m/branch")
+	b := readManifest(t, f.store, "team/m/main")
+	if structure(a) != structure(b) {
+		t.Fatalf("the two names hold different manifests")
+	}
+	for _, l := range ls {
+		if _, err := f.store.Stat(context.Background(), "team/b/"+l.desc.Digest.String()); err != nil {
+			t.Errorf("blob under custom prefix: %v", err)
+		}
+	}
+	imported, _ := load(t, backend.Options{}, attrs)
+	if structure(*imported) != structure(a) {
+		t.Fatalf("import under custom prefixes differs from export")
+	}
+}
+
+func TestImportFallsBackToLaterName(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+	imported, _ := load(t, backend.Options{}, f.with("name", "feature-x;main"))
+	if len(imported.Records) != 3 {
+		t.Fatalf("name=feature-x;main imported %d records, want main's 3", len(imported.Records))
+	}
+}
+
+func TestImportMissingManifestIsEmptyCache(t *testing.T) {
+	f := newFixture(t, nil)
+	imported, _ := load(t, backend.Options{}, f.with("name", "nothing-here"))
+	if len(imported.Records) != 0 || len(imported.Layers) != 0 {
+		t.Fatalf("missing manifest imported %+v, want an empty cache", imported)
+	}
+}
+
+// countingStore counts the operations that reach the bucket.
+type countingStore struct {
+	store.Store
+	puts, touches atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
+	c.puts.Add(1)
+	return c.Store.Put(ctx, key, r, size)
+}
+
+func (c *countingStore) Touch(ctx context.Context, key string, size int64) error {
+	c.touches.Add(1)
+	return c.Store.Touch(ctx, key, size)
+}
+
+func countingOptions(f *fixture) (backend.Options, *countingStore) {
+	cs := &countingStore{Store: f.store}
+	return backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return cs, nil }}, cs
+}
+
+func TestWarmExportUploadsOnlyTheManifest(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+
+	opts, cs := countingOptions(f)
+	export(t, opts, f.with("name", "main"), ls, provider)
+	if cs.puts.Load() != 1 || cs.touches.Load() != 0 {
+		t.Fatalf("warm export made %d puts and %d touches, want 1 (the manifest) and 0", cs.puts.Load(), cs.touches.Load())
+	}
+}
+
+func TestTouchRefresh(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+	before, err := f.store.Stat(context.Background(), "blobs/"+ls[1].desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 times have second resolution
+
+	opts, cs := countingOptions(f)
+	export(t, opts, f.with("name", "main", "touch_refresh", "0s"), ls, provider)
+	if cs.touches.Load() != 3 || cs.puts.Load() != 1 {
+		t.Fatalf("touch_refresh=0s: %d touches and %d puts, want 3 and 1", cs.touches.Load(), cs.puts.Load())
+	}
+	after, err := f.store.Stat(context.Background(), "blobs/"+ls[1].desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.LastModified.After(before.LastModified) {
+		t.Fatalf("touched blob LastModified %v, not after %v", after.LastModified, before.LastModified)
+	}
+}
+
+func TestMissingBlobCostsOnlyItsResults(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+	if err := f.store.Delete(context.Background(), []string{"blobs/" + ls[1].desc.Digest.String()}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var warnings []string
+	opts := backend.Options{Logf: func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		warnings = append(warnings, fmt.Sprintf(format, args...))
+	}}
+	imported, descs := load(t, opts, f.with("name", "main"))
+	if _, ok := descs[ls[1].desc.Digest]; ok {
+		t.Errorf("imported chains still use the deleted blob")
+	}
+	for _, i := range []int{0, 2} {
+		if _, ok := descs[ls[i].desc.Digest]; !ok {
+			t.Errorf("intact blob %d lost from the import", i)
+		}
+	}
+	if len(imported.Records) == 0 {
+		t.Errorf("every record was dropped; only run-a needed the deleted blob")
+	}
+	if !strings.Contains(strings.Join(warnings, "\n"), ls[1].desc.Digest.String()) {
+		t.Errorf("no warning names the missing blob; warnings: %q", warnings)
+	}
+}
+
+func TestReadDetectsBlobWithWrongBytes(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 5000, 30)
+	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
+	other := bytes.Repeat([]byte{'x'}, 5000)
+	if err := f.store.Put(context.Background(), "blobs/"+ls[1].desc.Digest.String(), bytes.NewReader(other), int64(len(other))); err != nil {
+		t.Fatal(err)
+	}
+	_, descs := load(t, backend.Options{}, f.with("name", "main"))
+	_, err := readBlob(t, descs, ls[1].desc.Digest)
+	if err == nil || !strings.Contains(err.Error(), "does not match its digest") {
+		t.Fatalf("reading a blob whose bytes were replaced: err = %v, want a digest mismatch", err)
+	}
+}
+
+func TestExporterAttributes(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	exp, err := backend.ResolveCacheExporterFunc(backend.Options{})(ctx, nil, f.with("compression", "zstd", "compression-level", "3", "force-compression", "true", "mode", "max", "ignore-error", "true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exp.Config().Compression
+	if c.Type.String() != "zstd" || !c.Force || c.Level == nil || *c.Level != 3 {
+		t.Errorf("compression config = %+v, want zstd level 3 forced", c)
+	}
+	for _, tc := range []struct{ attr, value string }{
+		{"mode", "maximum"},
+		{"ignore-error", "maybe"},
+		{"compression", "brotli"},
+		{"upload_parallelism", "0"},
+	} {
+		_, err := backend.ResolveCacheExporterFunc(backend.Options{})(ctx, nil, f.with(tc.attr, tc.value))
+		if err == nil || !strings.Contains(err.Error(), tc.attr) {
+			t.Errorf("%s=%s: err = %v, want an error naming %s", tc.attr, tc.value, err, tc.attr)
+		}
+	}
+}
+
+func TestUploadParallelismIsHonoured(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30, 40, 50, 60, 70, 80)
+	var inflight, peak atomic.Int64
+	gate := &gatedStore{Store: f.store, inflight: &inflight, peak: &peak}
+	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return gate, nil }}
+	exp, err := backend.ResolveCacheExporterFunc(opts)(context.Background(), nil, f.with("upload_parallelism", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev solver.CacheExporterRecord
+	for i := range ls {
+		var deps [][]solver.CacheLink
+		if prev != nil {
+			deps = [][]solver.CacheLink{{{Src: prev}}}
+		}
+		rec, _, err := exp.Add(digest.FromString(fmt.Sprint("step", i)), deps, []solver.CacheExportResult{{CreatedAt: time.Now(), Result: &solver.Remote{Descriptors: []ocispecs.Descriptor{ls[i].desc}, Provider: provider}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = rec
+	}
+	if _, err := exp.Finalize(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p := peak.Load(); p < 1 || p > 2 {
+		t.Fatalf("peak concurrent blob uploads = %d, want at most upload_parallelism=2", p)
+	}
+}
+
+// gatedStore measures how many blob uploads run at once.
+type gatedStore struct {
+	store.Store
+	inflight, peak *atomic.Int64
+}
+
+func (g *gatedStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
+	if strings.HasPrefix(key, "blobs/") {
+		n := g.inflight.Add(1)
+		defer g.inflight.Add(-1)
+		for {
+			p := g.peak.Load()
+			if n <= p || g.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return g.Store.Put(ctx, key, r, size)
+}

@@ -1,0 +1,168 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/labels"
+	"github.com/moby/buildkit/cache/remotecache"
+	v1 "github.com/moby/buildkit/cache/remotecache/v1"
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/compression"
+	"github.com/moby/buildkit/util/progress"
+	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+)
+
+// createdAtAnnotation is where BuildKit keeps a layer's creation time.
+const createdAtAnnotation = "buildkit/createdat"
+
+// ResolveCacheExporterFunc returns BuildKit's resolver for `type=s3` cache exports.
+func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc {
+	return func(ctx context.Context, _ session.Group, attrs map[string]string) (remotecache.Exporter, error) {
+		cfg, err := opts.parseConfig(attrs)
+		if err != nil {
+			return nil, err
+		}
+		comp, err := compression.ParseAttributes(attrs)
+		if err != nil {
+			return nil, fmt.Errorf("s3 cache: %w", err)
+		}
+		st, layout, err := opts.open(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		cc := v1.NewCacheChains()
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now}, nil
+	}
+}
+
+type exporter struct {
+	solver.CacheExporterTarget
+	chains *v1.CacheChains
+	cfg    spec.Config
+	comp   compression.Config
+	store  store.Store
+	layout store.Layout
+	now    func() time.Time
+}
+
+func (*exporter) Name() string { return "exporting cache to Amazon S3" }
+
+func (e *exporter) Config() remotecache.Config {
+	return remotecache.Config{Compression: e.comp}
+}
+
+// Finalize uploads every blob the chains need, then writes the manifest
+// under each name: a manifest is never written before all its blobs exist.
+func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
+	cacheConfig, descs, err := e.chains.Marshal(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
+	}
+	if err := e.putBlobs(ctx, cacheConfig, descs); err != nil {
+		return nil, fmt.Errorf("s3 cache export: %w", err)
+	}
+	dt, err := json.Marshal(cacheConfig)
+	if err != nil {
+		return nil, fmt.Errorf("s3 cache export: marshal cache config: %w", err)
+	}
+	for _, name := range e.cfg.Names {
+		key := e.layout.ManifestKey(name)
+		if err := e.store.Put(ctx, key, bytes.NewReader(dt), int64(len(dt))); err != nil {
+			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
+		}
+	}
+	return nil, nil
+}
+
+// putBlobs makes every layer present and fresh in the bucket, with
+// upload_parallelism workers, and fills in the layer annotations.
+func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) error {
+	pairs := make([]v1.DescriptorProviderPair, len(cc.Layers))
+	for i := range cc.Layers {
+		layer := &cc.Layers[i]
+		pair, ok := descs[layer.Blob]
+		if !ok {
+			return fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
+		}
+		ann, err := layerAnnotations(pair)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", layer.Blob, err)
+		}
+		layer.Annotations = ann
+		pairs[i] = pair
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(e.cfg.UploadParallelism)
+	for _, pair := range pairs {
+		eg.Go(func() error { return e.putBlob(ctx, pair) })
+	}
+	return eg.Wait()
+}
+
+func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair) error {
+	desc := pair.Descriptor
+	key := e.layout.BlobKey(desc.Digest.String())
+	obj, err := e.store.Stat(ctx, key)
+	switch {
+	case err == nil && obj.Size == desc.Size:
+		if e.now().Sub(obj.LastModified) > e.cfg.TouchRefresh {
+			if err := e.store.Touch(ctx, key, obj.Size); err != nil {
+				return fmt.Errorf("touch blob %s: %w", desc.Digest, err)
+			}
+		}
+		return nil
+	case err == nil:
+		// A blob of the wrong size is damage (a truncated or foreign object):
+		// upload ours over it rather than publish a manifest pointing at it.
+	case !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("check blob %s: %w", desc.Digest, err)
+	}
+	done := progress.OneOff(ctx, fmt.Sprintf("writing layer %s", desc.Digest))
+	ra, err := pair.Provider.ReaderAt(ctx, desc)
+	if err != nil {
+		return done(fmt.Errorf("read blob %s from content store: %w", desc.Digest, err))
+	}
+	defer ra.Close()
+	if err := e.store.Put(ctx, key, ra, desc.Size); err != nil {
+		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
+	}
+	return done(nil)
+}
+
+// layerAnnotations are what upstream writes for a layer: mediaType,
+// diffID, size and createdAt.
+func layerAnnotations(pair v1.DescriptorProviderPair) (*cacheimporttypes.LayerAnnotations, error) {
+	desc := pair.Descriptor
+	v, ok := desc.Annotations[labels.LabelUncompressed]
+	if !ok {
+		return nil, errors.New("descriptor has no uncompressed digest annotation")
+	}
+	diffID, err := digest.Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("parse uncompressed digest annotation: %w", err)
+	}
+	la := &cacheimporttypes.LayerAnnotations{
+		DiffID:    diffID,
+		Size:      desc.Size,
+		MediaType: desc.MediaType,
+	}
+	if v, ok := desc.Annotations[createdAtAnnotation]; ok {
+		var t time.Time
+		if err := t.UnmarshalText([]byte(v)); err != nil {
+			return nil, fmt.Errorf("parse %s annotation: %w", createdAtAnnotation, err)
+		}
+		la.CreatedAt = t.UTC()
+	}
+	return la, nil
+}

@@ -1,0 +1,208 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/containerd/containerd/v2/pkg/labels"
+	"github.com/moby/buildkit/cache/remotecache"
+	v1 "github.com/moby/buildkit/cache/remotecache/v1"
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/worker"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+)
+
+// statParallelism bounds the HEAD requests that check a manifest's blobs.
+const statParallelism = 16
+
+// ResolveCacheImporterFunc returns BuildKit's resolver for `type=s3` cache imports.
+func ResolveCacheImporterFunc(opts Options) remotecache.ResolveCacheImporterFunc {
+	return func(ctx context.Context, _ session.Group, attrs map[string]string) (remotecache.Importer, ocispecs.Descriptor, error) {
+		cfg, err := opts.parseConfig(attrs)
+		if err != nil {
+			return nil, ocispecs.Descriptor{}, err
+		}
+		st, layout, err := opts.open(ctx, cfg)
+		if err != nil {
+			return nil, ocispecs.Descriptor{}, err
+		}
+		return &Importer{opts: opts, cfg: cfg, store: st, layout: layout}, ocispecs.Descriptor{}, nil
+	}
+}
+
+// Importer reads a cache manifest and serves its blobs lazily from the bucket.
+type Importer struct {
+	opts   Options
+	cfg    spec.Config
+	store  store.Store
+	layout store.Layout
+}
+
+// Resolve implements remotecache.Importer.
+func (i *Importer) Resolve(ctx context.Context, _ ocispecs.Descriptor, id string, w worker.Worker) (solver.CacheManager, error) {
+	cc, err := i.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, results, err := v1.NewCacheKeyStorage(cc, w)
+	if err != nil {
+		return nil, fmt.Errorf("s3 cache import: index cache records: %w", err)
+	}
+	return solver.NewCacheManager(ctx, id, keys, results), nil
+}
+
+// Load returns the cache chains of the first name whose manifest exists;
+// none existing is an empty cache.
+func (i *Importer) Load(ctx context.Context) (*v1.CacheChains, error) {
+	for _, name := range i.cfg.Names {
+		config, err := i.readManifest(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("s3 cache import: %w", err)
+		}
+		cc, err := i.chains(ctx, config)
+		if err != nil {
+			return nil, fmt.Errorf("s3 cache import: manifest %s: %w", name, err)
+		}
+		return cc, nil
+	}
+	return v1.NewCacheChains(), nil
+}
+
+// readManifest reads and strictly decodes one manifest, bounded in size.
+func (i *Importer) readManifest(ctx context.Context, name string) (cacheimporttypes.CacheConfig, error) {
+	var config cacheimporttypes.CacheConfig
+	dt, err := store.ReadAll(ctx, i.store, i.layout.ManifestKey(name), i.opts.maxManifestSize())
+	if err != nil {
+		return config, fmt.Errorf("read manifest %s: %w", name, err)
+	}
+	if err := DecodeManifest(dt, &config); err != nil {
+		return config, fmt.Errorf("manifest %s: %w", name, err)
+	}
+	return config, nil
+}
+
+// DecodeManifest decodes a cache config JSON document: one object, nothing after it.
+func DecodeManifest(dt []byte, config *cacheimporttypes.CacheConfig) error {
+	dec := json.NewDecoder(bytesReader(dt))
+	if err := dec.Decode(config); err != nil {
+		return fmt.Errorf("decode cache config: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("decode cache config: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// chains turns a manifest into cache chains. Layers whose blob is missing
+// from the bucket are left out of the provider, so BuildKit drops the
+// results that need them: an expired blob costs a cache miss, not a build.
+func (i *Importer) chains(ctx context.Context, config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
+	present, err := i.presentBlobs(ctx, config.Layers)
+	if err != nil {
+		return nil, err
+	}
+	return i.chainsOf(config, present)
+}
+
+// chainsOf parses a manifest into cache chains, using only the present blobs.
+func (i *Importer) chainsOf(config cacheimporttypes.CacheConfig, present map[string]bool) (*v1.CacheChains, error) {
+	provider := v1.DescriptorProvider{}
+	for _, l := range config.Layers {
+		if !present[l.Blob.String()] {
+			continue
+		}
+		pair, err := i.descriptorPair(l)
+		if err != nil {
+			// Like a missing blob, a layer we can't describe is a cache miss.
+			i.opts.warnf("s3 cache import: layer %s skipped: %v", l.Blob, err)
+			continue
+		}
+		provider[l.Blob] = pair
+	}
+	cc := v1.NewCacheChains()
+	if err := v1.ParseConfig(config, provider, cc); err != nil {
+		return nil, fmt.Errorf("parse cache config: %w", err)
+	}
+	return cc, nil
+}
+
+// presentBlobs reports which layer blobs exist with the size the manifest says.
+func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.CacheLayer) (map[string]bool, error) {
+	type result struct {
+		dgst string
+		ok   bool
+	}
+	results := make([]result, len(layers))
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(statParallelism)
+	for idx, l := range layers {
+		dgst := l.Blob.String()
+		results[idx].dgst = dgst
+		if err := l.Blob.Validate(); err != nil {
+			i.opts.warnf("s3 cache import: layer blob %q is not a valid digest; skipped", dgst)
+			continue
+		}
+		eg.Go(func() error {
+			obj, err := i.store.Stat(ctx, i.layout.BlobKey(dgst))
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				i.opts.warnf("s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
+			case err != nil:
+				return fmt.Errorf("check blob %s: %w", dgst, err)
+			case l.Annotations != nil && l.Annotations.Size > 0 && obj.Size != l.Annotations.Size:
+				i.opts.warnf("s3 cache import: blob %s has %d bytes, manifest says %d; its steps will rebuild", dgst, obj.Size, l.Annotations.Size)
+			default:
+				results[idx].ok = true
+			}
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	present := make(map[string]bool, len(results))
+	for _, r := range results {
+		if r.ok {
+			present[r.dgst] = true
+		}
+	}
+	return present, nil
+}
+
+func (i *Importer) descriptorPair(l cacheimporttypes.CacheLayer) (v1.DescriptorProviderPair, error) {
+	if l.Annotations == nil {
+		return v1.DescriptorProviderPair{}, errors.New("cache layer has no annotations")
+	}
+	if l.Annotations.DiffID == "" {
+		return v1.DescriptorProviderPair{}, errors.New("cache layer has no diffID")
+	}
+	annotations := map[string]string{labels.LabelUncompressed: l.Annotations.DiffID.String()}
+	if !l.Annotations.CreatedAt.IsZero() {
+		txt, err := l.Annotations.CreatedAt.MarshalText()
+		if err != nil {
+			return v1.DescriptorProviderPair{}, fmt.Errorf("format createdAt: %w", err)
+		}
+		annotations[createdAtAnnotation] = string(txt)
+	}
+	return v1.DescriptorProviderPair{
+		Provider: &blobProvider{store: i.store, layout: i.layout},
+		Descriptor: ocispecs.Descriptor{
+			MediaType:   l.Annotations.MediaType,
+			Digest:      l.Blob,
+			Size:        l.Annotations.Size,
+			Annotations: annotations,
+		},
+	}, nil
+}

@@ -1,0 +1,153 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/content"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/s3cache/s3cache/store"
+)
+
+// readRetries is how often a blob read that broke mid-body is resumed from
+// where it stopped before the error is returned.
+const readRetries = 3
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
+
+// blobProvider serves cache blobs from the bucket as content.Provider.
+type blobProvider struct {
+	store  store.Store
+	layout store.Layout
+}
+
+func (p *blobProvider) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (content.ReaderAt, error) {
+	r := &blobReader{
+		ctx:   ctx,
+		store: p.store,
+		key:   p.layout.BlobKey(desc.Digest.String()),
+		dgst:  desc.Digest,
+		size:  desc.Size,
+	}
+	if desc.Digest.Algorithm().Available() {
+		r.verifier = desc.Digest.Verifier()
+	}
+	return r, nil
+}
+
+// blobReader reads a blob lazily with ranged GETs, keeping one body open
+// for sequential reads. When the blob is read whole from the start, its
+// bytes are checked against the digest and a mismatch fails the last read.
+type blobReader struct {
+	ctx   context.Context
+	store store.Store
+	key   string
+	dgst  digest.Digest
+	size  int64
+
+	mu       sync.Mutex
+	body     io.ReadCloser
+	pos      int64 // offset of the next byte body yields
+	verifier digest.Verifier
+	verified int64 // bytes fed to verifier, in order from 0
+}
+
+func (r *blobReader) Size() int64 { return r.size }
+
+func (r *blobReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closeBody()
+}
+
+func (r *blobReader) closeBody() error {
+	if r.body == nil {
+		return nil
+	}
+	err := r.body.Close()
+	r.body = nil
+	return err
+}
+
+func (r *blobReader) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if off < 0 {
+		return 0, fmt.Errorf("read blob %s: negative offset %d", r.dgst, off)
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	want := len(p)
+	if rest := r.size - off; int64(want) > rest {
+		want = int(rest)
+	}
+	n, err := r.read(p[:want], off)
+	if err != nil {
+		return n, err
+	}
+	if err := r.verify(p[:n], off); err != nil {
+		return n, err
+	}
+	if want < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// read fills p from off, resuming a broken body where it stopped.
+func (r *blobReader) read(p []byte, off int64) (int, error) {
+	if r.body != nil && r.pos != off {
+		_ = r.closeBody()
+	}
+	total := 0
+	var lastErr error
+	for attempt := 0; attempt <= readRetries && total < len(p); attempt++ {
+		if r.body == nil {
+			body, err := r.store.Get(r.ctx, r.key, off+int64(total), -1)
+			if err != nil {
+				lastErr = err
+				if errors.Is(err, store.ErrNotFound) || r.ctx.Err() != nil {
+					break
+				}
+				continue
+			}
+			r.body, r.pos = body, off+int64(total)
+		}
+		n, err := io.ReadFull(r.body, p[total:])
+		total += n
+		r.pos += int64(n)
+		if err != nil {
+			lastErr = err
+			_ = r.closeBody()
+			if r.ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if total < len(p) {
+		if lastErr == nil || errors.Is(lastErr, io.EOF) {
+			lastErr = io.ErrUnexpectedEOF
+		}
+		return total, fmt.Errorf("read blob %s at %d: %w", r.dgst, off+int64(total), lastErr)
+	}
+	return total, nil
+}
+
+func (r *blobReader) verify(p []byte, off int64) error {
+	if r.verifier == nil || off != r.verified {
+		return nil
+	}
+	_, _ = r.verifier.Write(p)
+	r.verified += int64(len(p))
+	if r.verified == r.size && !r.verifier.Verified() {
+		return fmt.Errorf("read blob %s: content does not match its digest", r.dgst)
+	}
+	return nil
+}
