@@ -2,24 +2,17 @@
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/s3cache/s3cache/internal/cli"
 )
 
-const usage = `s3cache: BuildKit's S3 build cache
-
-Usage:
-  s3cache version
-
-The Go packages spec, store and backend hold the cache itself; the build,
-daemon and bucket commands come with the engine.
-`
-
 func main() {
-	if len(os.Args) == 2 && os.Args[1] == "version" {
-		fmt.Println("s3cache (development)")
-		return
-	}
-	fmt.Fprint(os.Stderr, usage)
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
 }
