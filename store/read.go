@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Stat returns the object's size and modification time.
+func (s *S3) Stat(ctx context.Context, key string) (Object, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return Object{}, s.wrapErr("stat", key, err)
+	}
+	return Object{Key: key, Size: aws.ToInt64(out.ContentLength), LastModified: aws.ToTime(out.LastModified)}, nil
+}
+
+// List calls fn for every object under prefix, in key order. An error of fn
+// stops the listing and is returned as it is.
+func (s *S3) List(ctx context.Context, prefix string, fn func(Object) error) error {
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return s.wrapErr("list", prefix, err)
+		}
+		for _, o := range page.Contents {
+			obj := Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified)}
+			if err := fn(obj); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Get reads length bytes from offset (length < 0: to the end). The body
+// fails with io.ErrUnexpectedEOF if it ends before its Content-Length.
+func (s *S3) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("s3 get %s: negative offset %d", key, offset)
+	}
+	if length == 0 {
+		// No Range expresses zero bytes; still report a missing object.
+		if _, err := s.Stat(ctx, key); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(eofReader{}), nil
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	case offset > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", offset))
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		return nil, s.wrapErr("get", key, err)
+	}
+	if out.ContentLength == nil || *out.ContentLength < 0 {
+		return out.Body, nil
+	}
+	return &fullBody{rc: out.Body, left: *out.ContentLength, key: key}, nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// fullBody turns an early EOF into io.ErrUnexpectedEOF, so a connection cut
+// short by a proxy or server is never taken for a complete object.
+type fullBody struct {
+	rc   io.ReadCloser
+	left int64
+	key  string
+}
+
+func (b *fullBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF && b.left > 0 {
+		err = fmt.Errorf("s3 get %s: body ended %d bytes early: %w", b.key, b.left, io.ErrUnexpectedEOF)
+	}
+	return n, err
+}
+
+func (b *fullBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,130 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/s3cache/s3cache/store"
+)
+
+// Memory is a Store in memory, safe for concurrent use.
+type Memory struct {
+	mu   sync.Mutex
+	objs map[string]memObject
+}
+
+type memObject struct {
+	data []byte
+	mod  time.Time
+}
+
+var _ store.Store = (*Memory)(nil)
+
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory { return &Memory{objs: map[string]memObject{}} }
+
+func notFound(op, key string) error {
+	return fmt.Errorf("memory %s %s: %w", op, key, store.ErrNotFound)
+}
+
+func (m *Memory) Stat(ctx context.Context, key string) (store.Object, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Object{}, fmt.Errorf("memory stat %s: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objs[key]
+	if !ok {
+		return store.Object{}, notFound("stat", key)
+	}
+	return store.Object{Key: key, Size: int64(len(o.data)), LastModified: o.mod}, nil
+}
+
+func (m *Memory) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory list %s: %w", prefix, err)
+	}
+	m.mu.Lock()
+	var objs []store.Object
+	for k, o := range m.objs {
+		if strings.HasPrefix(k, prefix) {
+			objs = append(objs, store.Object{Key: k, Size: int64(len(o.data)), LastModified: o.mod})
+		}
+	}
+	m.mu.Unlock()
+	slices.SortFunc(objs, func(a, b store.Object) int { return strings.Compare(a.Key, b.Key) })
+	for _, o := range objs {
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Memory) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory put %s: %w", key, err)
+	}
+	data, err := io.ReadAll(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return fmt.Errorf("memory put %s: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objs[key] = memObject{data: data, mod: time.Now()}
+	return nil
+}
+
+func (m *Memory) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("memory get %s: %w", key, err)
+	}
+	m.mu.Lock()
+	o, ok := m.objs[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, notFound("get", key)
+	}
+	size := int64(len(o.data))
+	if offset < 0 || offset > size {
+		return nil, fmt.Errorf("memory get %s: offset %d outside the %d bytes", key, offset, size)
+	}
+	end := size
+	if length >= 0 {
+		end = min(offset+length, size)
+	}
+	return io.NopCloser(bytes.NewReader(o.data[offset:end])), nil
+}
+
+func (m *Memory) Touch(ctx context.Context, key string, size int64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory touch %s: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objs[key]
+	if !ok {
+		return notFound("touch", key)
+	}
+	o.mod = time.Now()
+	m.objs[key] = o
+	return nil
+}
+
+func (m *Memory) Delete(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory delete: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		delete(m.objs, k)
+	}
+	return nil
+}
