@@ -1,0 +1,255 @@
+// Package engine assembles BuildKit as a library: a runc worker, the
+// Dockerfile and gateway frontends, the session manager, cache storage,
+// build history and the remote cache backends, with ours for `type=s3`.
+// The daemon serves it over gRPC; an embedded build talks to it in-process.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/plugins/snapshots/native"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
+	"github.com/gofrs/flock"
+	"github.com/moby/buildkit/cache/remotecache"
+	"github.com/moby/buildkit/cache/remotecache/azblob"
+	"github.com/moby/buildkit/cache/remotecache/gha"
+	inlineremotecache "github.com/moby/buildkit/cache/remotecache/inline"
+	localremotecache "github.com/moby/buildkit/cache/remotecache/local"
+	registryremotecache "github.com/moby/buildkit/cache/remotecache/registry"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/cmd/buildkitd/config"
+	"github.com/moby/buildkit/control"
+	"github.com/moby/buildkit/executor/oci"
+	"github.com/moby/buildkit/frontend"
+	dockerfile "github.com/moby/buildkit/frontend/dockerfile/builder"
+	"github.com/moby/buildkit/frontend/gateway"
+	"github.com/moby/buildkit/frontend/gateway/forwarder"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/solver/bboltcachestorage"
+	"github.com/moby/buildkit/util/apicaps"
+	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/disk"
+	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto" // gRPC codec BuildKit clients expect
+	"github.com/moby/buildkit/util/network/netproviders"
+	"github.com/moby/buildkit/util/resolver"
+	"github.com/moby/buildkit/version"
+	"github.com/moby/buildkit/worker"
+	"github.com/moby/buildkit/worker/base"
+	"github.com/moby/buildkit/worker/runc"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/s3cache/s3cache/backend"
+)
+
+func init() {
+	// Clients negotiate capabilities with this product name.
+	apicaps.ExportedProduct = "buildkit"
+}
+
+// DefaultRoot is where the engine keeps its state.
+const DefaultRoot = "/var/lib/s3cache"
+
+// Options configure an engine.
+type Options struct {
+	Root string // state directory; DefaultRoot when empty
+	// Snapshotter is "auto" (overlayfs where it mounts, else native),
+	// "overlayfs" or "native".
+	Snapshotter string
+	// Cache tunes our `type=s3` backend.
+	Cache backend.Options
+	// GC enables BuildKit's default garbage collection of the local cache.
+	GC bool
+}
+
+// Engine is a running BuildKit controller.
+type Engine struct {
+	Controller *control.Controller
+	root       string
+	lock       *flock.Flock
+	closers    []func() error
+}
+
+// New assembles an engine with its state under opts.Root, locking the root
+// so that two engines never share it.
+func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
+	root := opts.Root
+	if root == "" {
+		root = DefaultRoot
+	}
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("engine root %s: %w", opts.Root, err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("create engine root: %w", err)
+	}
+	e := &Engine{root: root}
+	defer func() {
+		if retErr != nil {
+			_ = e.Close()
+		}
+	}()
+	e.lock = flock.New(filepath.Join(root, "s3cache.lock"))
+	locked, err := e.lock.TryLock()
+	if err != nil {
+		return nil, fmt.Errorf("lock engine root %s: %w", root, err)
+	}
+	if !locked {
+		e.lock = nil
+		return nil, fmt.Errorf("engine root %s is in use by another s3cache build or daemon (use another --root or --addr to share the daemon)", root)
+	}
+
+	sm, err := session.NewManager()
+	if err != nil {
+		return nil, fmt.Errorf("session manager: %w", err)
+	}
+	hosts := resolver.NewRegistryConfig(nil)
+	w, err := newWorker(ctx, root, opts, hosts)
+	if err != nil {
+		return nil, err
+	}
+	wc := &worker.Controller{}
+	if err := wc.Add(w); err != nil {
+		return nil, fmt.Errorf("register worker: %w", err)
+	}
+	e.closers = append(e.closers, wc.Close)
+
+	gwfe, err := gateway.NewGatewayFrontend(wc.Infos(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("gateway frontend: %w", err)
+	}
+	frontends := map[string]frontend.Frontend{
+		"dockerfile.v0": forwarder.NewGatewayForwarder(wc.Infos(), dockerfile.Build),
+		"gateway.v0":    gwfe,
+	}
+
+	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(root, "cache.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open cache storage: %w", err)
+	}
+	e.closers = append(e.closers, cacheStorage.Close)
+	historyDB, err := boltutil.SafeOpen(filepath.Join(root, "history.db"), 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("open build history: %w", err)
+	}
+	e.closers = append(e.closers, historyDB.Close)
+
+	exporters := map[string]remotecache.ResolveCacheExporterFunc{
+		"s3":       backend.ResolveCacheExporterFunc(opts.Cache),
+		"registry": registryremotecache.ResolveCacheExporterFunc(sm, hosts),
+		"local":    localremotecache.ResolveCacheExporterFunc(sm),
+		"inline":   inlineremotecache.ResolveCacheExporterFunc(),
+		"gha":      gha.ResolveCacheExporterFunc(nil, nil),
+		"azblob":   azblob.ResolveCacheExporterFunc(),
+	}
+	importers := map[string]remotecache.ResolveCacheImporterFunc{
+		"s3":       backend.ResolveCacheImporterFunc(opts.Cache),
+		"registry": registryremotecache.ResolveCacheImporterFunc(sm, w.ContentStore(), hosts),
+		"local":    localremotecache.ResolveCacheImporterFunc(sm),
+		"gha":      gha.ResolveCacheImporterFunc(nil, nil),
+		"azblob":   azblob.ResolveCacheImporterFunc(),
+	}
+
+	ctrl, err := control.NewController(control.Opt{
+		SessionManager:            sm,
+		WorkerController:          wc,
+		Frontends:                 frontends,
+		ResolveCacheExporterFuncs: exporters,
+		ResolveCacheImporterFuncs: importers,
+		CacheManager:              solver.NewCacheManager(ctx, "local", cacheStorage, worker.NewCacheResultStorage(wc)),
+		HistoryDB:                 historyDB,
+		CacheStore:                cacheStorage,
+		LeaseManager:              w.LeaseManager(),
+		ContentStore:              w.ContentStore(),
+		GarbageCollect:            w.GarbageCollect,
+		GracefulStop:              ctx.Done(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("build controller: %w", err)
+	}
+	e.Controller = ctrl
+	// From here the controller closes the worker, cache storage and history.
+	e.closers = nil
+	return e, nil
+}
+
+func newWorker(ctx context.Context, root string, opts Options, hosts docker.RegistryHosts) (worker.Worker, error) {
+	sn, err := snapshotter(root, opts.Snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	nopt := netproviders.Opt{Mode: "auto"}
+	wopt, err := runc.NewWorkerOpt(root, sn, false, oci.ProcessSandbox, nil, nil, nopt, nil, "", "", false, nil, "", "", nil)
+	if err != nil {
+		return nil, fmt.Errorf("runc worker: %w", err)
+	}
+	if opts.GC {
+		dstat, _ := disk.GetDiskStat(root)
+		var policy []client.PruneInfo
+		for _, rule := range config.DefaultGCPolicy(config.GCConfig{}, dstat) {
+			policy = append(policy, client.PruneInfo{
+				Filter:        rule.Filters,
+				All:           rule.All,
+				KeepDuration:  rule.KeepDuration.Duration,
+				ReservedSpace: rule.ReservedSpace.AsBytes(dstat),
+				MaxUsedSpace:  rule.MaxUsedSpace.AsBytes(dstat),
+				MinFreeSpace:  rule.MinFreeSpace.AsBytes(dstat),
+			})
+		}
+		wopt.GCPolicy = policy
+	}
+	wopt.BuildkitVersion = client.BuildkitVersion{Package: version.Package, Version: version.Version, Revision: version.Revision}
+	wopt.RegistryHosts = hosts
+	w, err := base.NewWorker(ctx, wopt)
+	if err != nil {
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	return w, nil
+}
+
+// snapshotter picks overlayfs where the root supports it, else native.
+func snapshotter(root, name string) (runc.SnapshotterFactory, error) {
+	if name == "" || name == "auto" {
+		name = "native"
+		if err := overlayutils.Supported(root); err == nil {
+			name = "overlayfs"
+		}
+	}
+	switch name {
+	case "overlayfs":
+		return runc.SnapshotterFactory{Name: name, New: func(root string) (ctdsnapshot.Snapshotter, error) {
+			return overlay.NewSnapshotter(root, overlay.AsynchronousRemove)
+		}}, nil
+	case "native":
+		return runc.SnapshotterFactory{Name: name, New: native.NewSnapshotter}, nil
+	}
+	return runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q: use auto, overlayfs or native", name)
+}
+
+// Root is the engine's state directory.
+func (e *Engine) Root() string { return e.root }
+
+// Close stops the controller and releases the root.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.Controller != nil {
+		errs = append(errs, e.Controller.Close())
+	}
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		errs = append(errs, e.closers[i]())
+	}
+	e.closers = nil
+	if e.lock != nil {
+		errs = append(errs, e.lock.Unlock())
+		e.lock = nil
+	}
+	return errors.Join(errs...)
+}
