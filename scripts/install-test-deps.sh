@@ -17,8 +17,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 mkdir -p .tools/bin
-if [ ! -x .tools/bin/minio ] || [ "$(cat .tools/minio.version 2>/dev/null)" != "$MINIO_VERSION" ]; then
-  echo "building minio $MINIO_VERSION (takes a few minutes the first time)"
-  GOBIN="$PWD/.tools/bin" go install "github.com/minio/minio@$MINIO_VERSION"
-  echo "$MINIO_VERSION" > .tools/minio.version
-fi
+# go_tool NAME PACKAGE VERSION: go install PACKAGE@VERSION into .tools/bin once.
+go_tool() {
+  local name=$1 pkg=$2 version=$3
+  if [ ! -x ".tools/bin/$name" ] || [ "$(cat ".tools/$name.version" 2>/dev/null)" != "$version" ]; then
+    echo "building $name $version (takes a few minutes the first time)"
+    GOBIN="$PWD/.tools/bin" go install "$pkg@$version"
+    echo "$version" > ".tools/$name.version"
+  fi
+}
+go_tool minio github.com/minio/minio "$MINIO_VERSION"
+[ "${1:-}" = "--minio-only" ] && exit 0
+go_tool buildkitd github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
+go_tool buildctl github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
+go_tool buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION"
