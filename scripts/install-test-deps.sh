@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/versions.sh
+grep -q "github.com/moby/buildkit $BUILDKIT_VERSION" go.mod || { echo "scripts/versions.sh BUILDKIT_VERSION=$BUILDKIT_VERSION differs from go.mod" >&2; exit 1; }
 
 need_pkgs=()
 command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
@@ -26,8 +27,22 @@ go_tool() {
     echo "$version" > ".tools/$name.version"
   fi
 }
+# module_tool NAME MODULE VERSION PKGDIR: `go build` a command inside the
+# module's own source (with its own go.mod), which `go install pkg@version`
+# refuses for modules with exclude directives (BuildKit, buildx).
+module_tool() {
+  local name=$1 module=$2 version=$3 pkgdir=$4
+  if [ ! -x ".tools/bin/$name" ] || [ "$(cat ".tools/$name.version" 2>/dev/null)" != "$version" ]; then
+    echo "building $name $version from $module (takes a few minutes the first time)"
+    local dir
+    dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [ -n "$dir" ] || { echo "go mod download $module@$version failed" >&2; exit 1; }
+    (cd "$dir" && go build -o "$OLDPWD/.tools/bin/$name" "./$pkgdir")
+    echo "$version" > ".tools/$name.version"
+  fi
+}
 go_tool minio github.com/minio/minio "$MINIO_VERSION"
 [ "${1:-}" = "--minio-only" ] && exit 0
-go_tool buildkitd github.com/moby/buildkit/cmd/buildkitd "$BUILDKIT_VERSION"
-go_tool buildctl github.com/moby/buildkit/cmd/buildctl "$BUILDKIT_VERSION"
-go_tool buildx github.com/docker/buildx/cmd/buildx "$BUILDX_VERSION"
+module_tool buildkitd github.com/moby/buildkit "$BUILDKIT_VERSION" cmd/buildkitd
+module_tool buildctl github.com/moby/buildkit "$BUILDKIT_VERSION" cmd/buildctl
+module_tool buildx github.com/docker/buildx "$BUILDX_VERSION" cmd/buildx
