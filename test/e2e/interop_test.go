@@ -128,4 +128,3 @@ func TestBuildxRemoteDriverWithClientCredentials(t *testing.T) {
 		t.Errorf("buildx output shows the secret key")
 	}
 }
-
