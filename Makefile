@@ -1,4 +1,4 @@
-# The README's commands: `make test` runs every test, `make build` builds bin/s3cache.
+# The README's commands: `make demo` runs the main job end to end, `make test` runs every test.
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 export MINIO_BIN := $(CURDIR)/.tools/bin/minio
@@ -7,10 +7,15 @@ GO ?= go
 TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 
-.PHONY: build test deps vet fuzz
+.PHONY: build test deps vet fuzz demo
 
 build:
 	$(GO) build -o bin/s3cache ./cmd/s3cache
+
+# The main job end to end: MinIO, build with --cache-to, wipe, rebuild from the bucket.
+demo: build
+	scripts/install-test-deps.sh --minio-only
+	$(GO) run ./demo
 
 deps:
 	scripts/install-test-deps.sh
