@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/moby/buildkit/util/progress/logs"
+
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -51,20 +53,31 @@ func (o Options) maxManifestSize() int64 {
 	return DefaultMaxManifestSize
 }
 
-func (o Options) warnf(format string, args ...any) {
+// warnf reports a problem that costs cache but not the build: in the
+// progress of the step or import that met it, where the user sees it, and
+// to Logf.
+func (o Options) warnf(ctx context.Context, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
 	if o.Logf != nil {
-		o.Logf(format, args...)
+		o.Logf("%s", msg)
 	}
+	if ctx == nil {
+		return
+	}
+	_, stderr, flush := logs.NewLogStreams(ctx, false)
+	fmt.Fprintf(stderr, "WARNING: %s\n", msg)
+	flush()
+	stderr.Close()
 }
 
 // parseConfig validates the attributes BuildKit hands a cache backend.
-func (o Options) parseConfig(attrs map[string]string) (spec.Config, error) {
+func (o Options) parseConfig(ctx context.Context, attrs map[string]string) (spec.Config, error) {
 	cfg, err := spec.FromAttrs(attrs)
 	if err != nil {
 		return spec.Config{}, err
 	}
 	for _, w := range cfg.Warnings {
-		o.warnf("s3 cache: %s", w)
+		o.warnf(ctx, "s3 cache: %s", w)
 	}
 	return cfg, nil
 }

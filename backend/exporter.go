@@ -29,7 +29,7 @@ const createdAtAnnotation = "buildkit/createdat"
 // ResolveCacheExporterFunc returns BuildKit's resolver for `type=s3` cache exports.
 func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc {
 	return func(ctx context.Context, _ session.Group, attrs map[string]string) (remotecache.Exporter, error) {
-		cfg, err := opts.parseConfig(attrs)
+		cfg, err := opts.parseConfig(ctx, attrs)
 		if err != nil {
 			return nil, err
 		}
@@ -62,14 +62,32 @@ func (e *exporter) Config() remotecache.Config {
 	return remotecache.Config{Compression: e.comp}
 }
 
+// recheckAge bounds how long before an export a reused blob may have been
+// last modified and still be trusted without a second look once the
+// manifest is written: prune (package gc) deletes only blobs unreferenced
+// and older than its grace (default 1h), so a blob younger than this when
+// re-checked cannot have been swept by a prune with a grace of 30 minutes
+// or more that missed our manifest.
+const recheckAge = 30 * time.Minute
+
+// reusedBlob is a blob the export found in the bucket instead of uploading.
+type reusedBlob struct {
+	pair         v1.DescriptorProviderPair
+	lastModified time.Time // as found, or when we touched it
+	touched      bool
+}
+
 // Finalize uploads every blob the chains need, then writes the manifest
 // under each name: a manifest is never written before all its blobs exist.
+// It then re-checks the reused blobs a concurrent prune could have deleted
+// since they were found (see package gc for the protocol).
 func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 	cacheConfig, descs, err := e.chains.Marshal(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
 	}
-	if err := e.putBlobs(ctx, cacheConfig, descs); err != nil {
+	reused, err := e.putBlobs(ctx, cacheConfig, descs)
+	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
 	dt, err := json.Marshal(cacheConfig)
@@ -82,62 +100,116 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
 		}
 	}
+	if err := e.recheckBlobs(ctx, reused); err != nil {
+		return nil, fmt.Errorf("s3 cache export: %w", err)
+	}
 	return nil, nil
 }
 
 // putBlobs makes every layer present and fresh in the bucket, with
-// upload_parallelism workers, and fills in the layer annotations.
-func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) error {
+// upload_parallelism workers, and fills in the layer annotations. It
+// returns the blobs it found rather than uploaded.
+func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*reusedBlob, error) {
 	pairs := make([]v1.DescriptorProviderPair, len(cc.Layers))
 	for i := range cc.Layers {
 		layer := &cc.Layers[i]
 		pair, ok := descs[layer.Blob]
 		if !ok {
-			return fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
+			return nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
 		}
 		ann, err := layerAnnotations(pair)
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", layer.Blob, err)
+			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
 		}
 		layer.Annotations = ann
 		pairs[i] = pair
 	}
+	reused := make([]*reusedBlob, len(pairs))
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
-	for _, pair := range pairs {
-		eg.Go(func() error { return e.putBlob(ctx, pair) })
+	for i, pair := range pairs {
+		eg.Go(func() error {
+			r, err := e.putBlob(ctx, pair)
+			reused[i] = r
+			return err
+		})
 	}
-	return eg.Wait()
+	return reused, eg.Wait()
 }
 
-func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair) error {
+// putBlob uploads a blob the bucket lacks, or returns the one it has,
+// touched when older than touch_refresh.
+func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair) (*reusedBlob, error) {
 	desc := pair.Descriptor
 	key := e.layout.BlobKey(desc.Digest.String())
 	obj, err := e.store.Stat(ctx, key)
 	switch {
 	case err == nil && obj.Size == desc.Size:
-		if e.now().Sub(obj.LastModified) > e.cfg.TouchRefresh {
-			if err := e.store.Touch(ctx, key, obj.Size); err != nil {
-				return fmt.Errorf("touch blob %s: %w", desc.Digest, err)
-			}
+		r := &reusedBlob{pair: pair, lastModified: obj.LastModified}
+		if e.now().Sub(obj.LastModified) <= e.cfg.TouchRefresh {
+			return r, nil
 		}
-		return nil
+		err := e.store.Touch(ctx, key, obj.Size)
+		if err == nil {
+			r.lastModified, r.touched = e.now(), true
+			return r, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("touch blob %s: %w", desc.Digest, err)
+		}
+		// Deleted (by a prune) since the check: upload it.
 	case err == nil:
 		// A blob of the wrong size is damage (a truncated or foreign object):
 		// upload ours over it rather than publish a manifest pointing at it.
 	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("check blob %s: %w", desc.Digest, err)
+		return nil, fmt.Errorf("check blob %s: %w", desc.Digest, err)
 	}
+	return nil, e.upload(ctx, pair)
+}
+
+func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) error {
+	desc := pair.Descriptor
 	done := progress.OneOff(ctx, fmt.Sprintf("writing layer %s", desc.Digest))
 	ra, err := pair.Provider.ReaderAt(ctx, desc)
 	if err != nil {
 		return done(fmt.Errorf("read blob %s from content store: %w", desc.Digest, err))
 	}
 	defer ra.Close()
-	if err := e.store.Put(ctx, key, ra, desc.Size); err != nil {
+	if err := e.store.Put(ctx, e.layout.BlobKey(desc.Digest.String()), ra, desc.Size); err != nil {
 		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
 	}
 	return done(nil)
+}
+
+// recheckBlobs looks again, after the manifest is written, at the reused
+// blobs a prune could have deleted meanwhile: those we touched (a prune may
+// have checked them just before) and those last modified more than
+// recheckAge ago; it uploads again any that is gone.
+func (e *exporter) recheckBlobs(ctx context.Context, reused []*reusedBlob) error {
+	now := e.now()
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(e.cfg.UploadParallelism)
+	for _, r := range reused {
+		if r == nil || (!r.touched && now.Sub(r.lastModified) <= recheckAge) {
+			continue
+		}
+		eg.Go(func() error {
+			desc := r.pair.Descriptor
+			obj, err := e.store.Stat(ctx, e.layout.BlobKey(desc.Digest.String()))
+			switch {
+			case err == nil && obj.Size == desc.Size:
+				return nil
+			case err == nil || errors.Is(err, store.ErrNotFound):
+				if err := e.upload(ctx, r.pair); err != nil {
+					return fmt.Errorf("upload blob %s again, deleted during the export: %w", desc.Digest, err)
+				}
+				return nil
+			default:
+				return fmt.Errorf("re-check blob %s: %w", desc.Digest, err)
+			}
+		})
+	}
+	return eg.Wait()
 }
 
 // layerAnnotations are what upstream writes for a layer: mediaType,

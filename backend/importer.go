@@ -27,7 +27,7 @@ const statParallelism = 16
 // ResolveCacheImporterFunc returns BuildKit's resolver for `type=s3` cache imports.
 func ResolveCacheImporterFunc(opts Options) remotecache.ResolveCacheImporterFunc {
 	return func(ctx context.Context, _ session.Group, attrs map[string]string) (remotecache.Importer, ocispecs.Descriptor, error) {
-		cfg, err := opts.parseConfig(attrs)
+		cfg, err := opts.parseConfig(ctx, attrs)
 		if err != nil {
 			return nil, ocispecs.Descriptor{}, err
 		}
@@ -53,6 +53,9 @@ func (i *Importer) Resolve(ctx context.Context, _ ocispecs.Descriptor, id string
 	if err != nil {
 		return nil, err
 	}
+	if w != nil {
+		w = &verifyingWorker{Worker: w, warnf: i.opts.warnf}
+	}
 	keys, results, err := v1.NewCacheKeyStorage(cc, w)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache import: index cache records: %w", err)
@@ -60,22 +63,32 @@ func (i *Importer) Resolve(ctx context.Context, _ ocispecs.Descriptor, id string
 	return solver.NewCacheManager(ctx, id, keys, results), nil
 }
 
-// Load returns the cache chains of the first name whose manifest exists;
-// none existing is an empty cache.
+// Load returns the cache chains of the first name whose manifest exists
+// and can be used; none existing is an empty cache. A manifest that can't
+// be read or decoded is reported and the next name tried.
 func (i *Importer) Load(ctx context.Context) (*v1.CacheChains, error) {
+	var errs []error
 	for _, name := range i.cfg.Names {
 		config, err := i.readManifest(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
-		if err != nil {
+		if err == nil {
+			var cc *v1.CacheChains
+			if cc, err = i.chains(ctx, config); err == nil {
+				return cc, nil
+			}
+			err = fmt.Errorf("manifest %s: %w", name, err)
+		}
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("s3 cache import: %w", err)
 		}
-		cc, err := i.chains(ctx, config)
-		if err != nil {
-			return nil, fmt.Errorf("s3 cache import: manifest %s: %w", name, err)
-		}
-		return cc, nil
+		i.opts.warnf(ctx, "s3 cache import: %v; ignoring it", err)
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		// BuildKit then builds without this cache and shows the error on the import step.
+		return nil, fmt.Errorf("s3 cache import: no usable manifest: %w", errors.Join(errs...))
 	}
 	return v1.NewCacheChains(), nil
 }
@@ -109,15 +122,23 @@ func DecodeManifest(dt []byte, config *cacheimporttypes.CacheConfig) error {
 // from the bucket are left out of the provider, so BuildKit drops the
 // results that need them: an expired blob costs a cache miss, not a build.
 func (i *Importer) chains(ctx context.Context, config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
+	config, problems, err := sanitize(config)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) > 0 {
+		i.opts.warnf(ctx, "s3 cache import: damaged manifest, %d problems (first: %s); the steps they touch will rebuild", len(problems), problems[0])
+	}
 	present, err := i.presentBlobs(ctx, config.Layers)
 	if err != nil {
 		return nil, err
 	}
-	return i.chainsOf(config, present)
+	return i.chainsOf(ctx, config, present)
 }
 
-// chainsOf parses a manifest into cache chains, using only the present blobs.
-func (i *Importer) chainsOf(config cacheimporttypes.CacheConfig, present map[string]bool) (*v1.CacheChains, error) {
+// chainsOf parses a sanitized manifest into cache chains, using only the
+// present blobs.
+func (i *Importer) chainsOf(ctx context.Context, config cacheimporttypes.CacheConfig, present map[string]bool) (*v1.CacheChains, error) {
 	provider := v1.DescriptorProvider{}
 	for _, l := range config.Layers {
 		if !present[l.Blob.String()] {
@@ -126,7 +147,7 @@ func (i *Importer) chainsOf(config cacheimporttypes.CacheConfig, present map[str
 		pair, err := i.descriptorPair(l)
 		if err != nil {
 			// Like a missing blob, a layer we can't describe is a cache miss.
-			i.opts.warnf("s3 cache import: layer %s skipped: %v", l.Blob, err)
+			i.opts.warnf(ctx, "s3 cache import: layer %s skipped: %v", l.Blob, err)
 			continue
 		}
 		provider[l.Blob] = pair
@@ -151,18 +172,18 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 		dgst := l.Blob.String()
 		results[idx].dgst = dgst
 		if err := l.Blob.Validate(); err != nil {
-			i.opts.warnf("s3 cache import: layer blob %q is not a valid digest; skipped", dgst)
+			i.opts.warnf(ctx, "s3 cache import: layer blob %q is not a valid digest; skipped", dgst)
 			continue
 		}
 		eg.Go(func() error {
 			obj, err := i.store.Stat(ctx, i.layout.BlobKey(dgst))
 			switch {
 			case errors.Is(err, store.ErrNotFound):
-				i.opts.warnf("s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
+				i.opts.warnf(ctx, "s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
 			case err != nil:
 				return fmt.Errorf("check blob %s: %w", dgst, err)
 			case l.Annotations != nil && l.Annotations.Size > 0 && obj.Size != l.Annotations.Size:
-				i.opts.warnf("s3 cache import: blob %s has %d bytes, manifest says %d; its steps will rebuild", dgst, obj.Size, l.Annotations.Size)
+				i.opts.warnf(ctx, "s3 cache import: blob %s has %d bytes, manifest says %d; its steps will rebuild", dgst, obj.Size, l.Annotations.Size)
 			default:
 				results[idx].ok = true
 			}

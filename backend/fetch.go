@@ -1,0 +1,66 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/buildkit/cache"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/contentutil"
+	"github.com/moby/buildkit/util/leaseutil"
+	"github.com/moby/buildkit/worker"
+	"golang.org/x/sync/errgroup"
+)
+
+// fetchParallelism bounds the blobs of one cache result fetched at once.
+const fetchParallelism = 4
+
+// verifyingWorker fetches a cache result's blobs into the worker's content
+// store, where their digests are verified, before BuildKit loads the
+// result. A blob that is missing, damaged or unreadable then fails the
+// cache load, which BuildKit answers by running the step instead: a broken
+// bucket costs a cache miss, never a failed build or wrong bytes. Lazy
+// loading would defer the read until the layer is unpacked, where a failure
+// fails the build.
+type verifyingWorker struct {
+	worker.Worker
+	warnf func(ctx context.Context, format string, args ...any)
+}
+
+func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote) (cache.ImmutableRef, error) {
+	// A temporary lease keeps the fetched content from garbage collection
+	// until the ref made from it holds its own.
+	ctx, done, err := leaseutil.WithLease(ctx, w.LeaseManager(), leaseutil.MakeTemporary)
+	if err != nil {
+		return nil, fmt.Errorf("s3 cache import: lease for fetched blobs: %w", err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	if err := w.fetch(ctx, remote); err != nil {
+		w.warnf(ctx, "s3 cache import: %v; the step will run instead", err)
+		return nil, err
+	}
+	return w.Worker.FromRemote(ctx, remote)
+}
+
+func (w *verifyingWorker) fetch(ctx context.Context, remote *solver.Remote) error {
+	cs := w.ContentStore()
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(fetchParallelism)
+	for _, desc := range remote.Descriptors {
+		eg.Go(func() error {
+			if _, err := cs.Info(ctx, desc.Digest); err == nil {
+				return nil
+			} else if !errors.Is(err, cerrdefs.ErrNotFound) {
+				return fmt.Errorf("look up blob %s locally: %w", desc.Digest, err)
+			}
+			// Copy verifies size and digest when it commits the content.
+			if err := contentutil.Copy(ctx, cs, remote.Provider, desc, "s3cache-import-"+desc.Digest.String(), nil); err != nil {
+				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}

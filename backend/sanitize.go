@@ -1,0 +1,199 @@
+package backend
+
+import (
+	"fmt"
+
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+)
+
+// Bounds on a manifest we import: far above real caches (a large mode=max
+// build has thousands of layers), low enough that a hostile manifest can't
+// make us allocate or request without limit.
+const (
+	maxLayers  = 50000
+	maxRecords = 100000
+)
+
+// sanitize drops what BuildKit's parser would reject in an untrusted cache
+// config: layers with out-of-range or looping parents, results naming such
+// layers, links to missing or looping records, and records left without an
+// input. What remains parses, so damage to one part of a manifest costs
+// only the steps it touches. It returns the problems it found.
+func sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, []string, error) {
+	if len(cfg.Layers) > maxLayers || len(cfg.Records) > maxRecords {
+		return cacheimporttypes.CacheConfig{}, nil, fmt.Errorf("manifest has %d layers and %d records, more than the %d and %d accepted", len(cfg.Layers), len(cfg.Records), maxLayers, maxRecords)
+	}
+	var problems []string
+	layerOK := validLayers(cfg.Layers)
+	for i, ok := range layerOK {
+		if !ok {
+			problems = append(problems, fmt.Sprintf("layer %d has an invalid parent chain", i))
+		}
+	}
+	validLayer := func(i int) bool { return i >= 0 && i < len(layerOK) && layerOK[i] }
+
+	records := make([]cacheimporttypes.CacheRecord, len(cfg.Records))
+	for i, r := range cfg.Records {
+		var results []cacheimporttypes.CacheResult
+		for _, res := range r.Results {
+			if validLayer(res.LayerIndex) {
+				results = append(results, res)
+			} else {
+				problems = append(problems, fmt.Sprintf("record %d names invalid layer %d", i, res.LayerIndex))
+			}
+		}
+		var chains []cacheimporttypes.ChainedResult
+	chained:
+		for _, ch := range r.ChainedResults {
+			for _, l := range ch.LayerIndexes {
+				if !validLayer(l) {
+					problems = append(problems, fmt.Sprintf("record %d names invalid layer %d", i, l))
+					continue chained
+				}
+			}
+			chains = append(chains, ch)
+		}
+		r.Results, r.ChainedResults = results, chains
+		records[i] = r
+	}
+
+	ok := validRecords(records)
+	for i, good := range ok {
+		if !good {
+			problems = append(problems, fmt.Sprintf("record %d has invalid links", i))
+		}
+	}
+	// Keep the valid records, renumbering the links between them.
+	newIndex := make([]int, len(records))
+	var out []cacheimporttypes.CacheRecord
+	for i, good := range ok {
+		newIndex[i] = -1
+		if good {
+			newIndex[i] = len(out)
+			out = append(out, records[i])
+		}
+	}
+	for i := range out {
+		inputs := make([][]cacheimporttypes.CacheInput, len(out[i].Inputs))
+		for j, slot := range out[i].Inputs {
+			for _, in := range slot {
+				if in.LinkIndex >= 0 && in.LinkIndex < len(ok) && ok[in.LinkIndex] {
+					inputs[j] = append(inputs[j], cacheimporttypes.CacheInput{Selector: in.Selector, LinkIndex: newIndex[in.LinkIndex]})
+				} else {
+					problems = append(problems, fmt.Sprintf("a record links to invalid record %d", in.LinkIndex))
+				}
+			}
+		}
+		out[i].Inputs = inputs
+	}
+	return cacheimporttypes.CacheConfig{Layers: cfg.Layers, Records: out}, problems, nil
+}
+
+// validLayers marks the layers whose parent chain ends at -1 without
+// leaving the list or looping.
+func validLayers(layers []cacheimporttypes.CacheLayer) []bool {
+	const (
+		unknown = iota
+		visiting
+		good
+		bad
+	)
+	state := make([]int, len(layers))
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		// Iterative in effect: chains are walked once and memoised.
+		path := []int{}
+		for {
+			if i == -1 {
+				break
+			}
+			if i < 0 || i >= len(layers) || state[i] == visiting || state[i] == bad {
+				for _, p := range path {
+					state[p] = bad
+				}
+				return false
+			}
+			if state[i] == good {
+				break
+			}
+			state[i] = visiting
+			path = append(path, i)
+			i = layers[i].ParentIndex
+		}
+		for _, p := range path {
+			state[p] = good
+		}
+		return true
+	}
+	ok := make([]bool, len(layers))
+	for i := range layers {
+		if state[i] == unknown {
+			visit(i)
+		}
+		ok[i] = state[i] == good
+	}
+	return ok
+}
+
+// validRecords marks the records whose every input slot keeps at least one
+// link to a valid record, with no loops. Invalid records make the records
+// that depend on them invalid in turn.
+func validRecords(records []cacheimporttypes.CacheRecord) []bool {
+	const (
+		unknown = iota
+		visiting
+		good
+		bad
+	)
+	state := make([]int, len(records))
+	// An explicit stack: a hostile manifest may chain records very deep.
+	type frame struct{ rec, slot, link int }
+	for start := range records {
+		if state[start] != unknown {
+			continue
+		}
+		stack := []frame{{rec: start}}
+		state[start] = visiting
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			r := records[f.rec]
+			if f.slot >= len(r.Inputs) {
+				state[f.rec] = good
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			slot := r.Inputs[f.slot]
+			if f.link >= len(slot) {
+				// Slot exhausted: valid if any link in it was good.
+				anyGood := false
+				for _, in := range slot {
+					if in.LinkIndex >= 0 && in.LinkIndex < len(records) && state[in.LinkIndex] == good {
+						anyGood = true
+						break
+					}
+				}
+				if !anyGood {
+					state[f.rec] = bad
+					stack = stack[:len(stack)-1]
+					continue
+				}
+				f.slot++
+				f.link = 0
+				continue
+			}
+			idx := slot[f.link].LinkIndex
+			f.link++
+			if idx >= 0 && idx < len(records) && state[idx] == unknown {
+				state[idx] = visiting
+				stack = append(stack, frame{rec: idx})
+			}
+			// A link to a record still being visited is a loop: it never
+			// becomes good, so it doesn't count for this slot.
+		}
+	}
+	ok := make([]bool, len(records))
+	for i, s := range state {
+		ok[i] = s == good
+	}
+	return ok
+}

@@ -1,0 +1,150 @@
+package backend
+
+import (
+	"os"
+	"testing"
+
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	digest "github.com/opencontainers/go-digest"
+)
+
+func TestSanitize(t *testing.T) {
+	blob := func(i int) digest.Digest { return digest.FromString(string(rune('a' + i))) }
+	layer := func(i, parent int) cacheimporttypes.CacheLayer {
+		return cacheimporttypes.CacheLayer{Blob: blob(i), ParentIndex: parent}
+	}
+	rec := func(name string, layer int, links ...int) cacheimporttypes.CacheRecord {
+		r := cacheimporttypes.CacheRecord{Digest: digest.FromString(name)}
+		if layer >= -1 {
+			r.Results = []cacheimporttypes.CacheResult{{LayerIndex: layer}}
+		}
+		if len(links) > 0 {
+			var slot []cacheimporttypes.CacheInput
+			for _, l := range links {
+				slot = append(slot, cacheimporttypes.CacheInput{LinkIndex: l})
+			}
+			r.Inputs = [][]cacheimporttypes.CacheInput{slot}
+		}
+		return r
+	}
+	const noResult = -2
+	tests := []struct {
+		name        string
+		cfg         cacheimporttypes.CacheConfig
+		wantRecords []string // digests of the records kept, in order
+		wantResults int      // results kept over all records
+		problems    bool
+	}{
+		{
+			name:        "intact chain",
+			cfg:         cacheimporttypes.CacheConfig{Layers: []cacheimporttypes.CacheLayer{layer(0, -1), layer(1, 0)}, Records: []cacheimporttypes.CacheRecord{rec("base", 0), rec("run", 1, 0)}},
+			wantRecords: []string{"base", "run"},
+			wantResults: 2,
+		},
+		{
+			name:        "result names a layer out of range",
+			cfg:         cacheimporttypes.CacheConfig{Layers: []cacheimporttypes.CacheLayer{layer(0, -1)}, Records: []cacheimporttypes.CacheRecord{rec("base", 0), rec("run", 7, 0)}},
+			wantRecords: []string{"base", "run"},
+			wantResults: 1,
+			problems:    true,
+		},
+		{
+			name:        "layer parent out of range and layer parent loop",
+			cfg:         cacheimporttypes.CacheConfig{Layers: []cacheimporttypes.CacheLayer{layer(0, 9), layer(1, 2), layer(2, 1), layer(3, -1)}, Records: []cacheimporttypes.CacheRecord{rec("a", 0), rec("b", 1), rec("c", 3)}},
+			wantRecords: []string{"a", "b", "c"},
+			wantResults: 1,
+			problems:    true,
+		},
+		{
+			name:        "link out of range drops the record and its dependents",
+			cfg:         cacheimporttypes.CacheConfig{Layers: []cacheimporttypes.CacheLayer{layer(0, -1)}, Records: []cacheimporttypes.CacheRecord{rec("base", 0), rec("bad", noResult, 42), rec("child", noResult, 1), rec("ok", noResult, 0)}},
+			wantRecords: []string{"base", "ok"},
+			problems:    true,
+			wantResults: 1,
+		},
+		{
+			name:        "records in a loop",
+			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("x", noResult, 1), rec("y", noResult, 0), rec("root", noResult)}},
+			wantRecords: []string{"root"},
+			problems:    true,
+		},
+		{
+			name:        "one good link of two keeps the slot",
+			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("root", noResult), rec("r", noResult, -5, 0)}},
+			wantRecords: []string{"root", "r"},
+			problems:    true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, problems, err := sanitize(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(problems) > 0) != tc.problems {
+				t.Errorf("problems = %q, want some: %v", problems, tc.problems)
+			}
+			var names []string
+			results := 0
+			for _, r := range got.Records {
+				for _, n := range []string{"base", "run", "a", "b", "c", "bad", "child", "ok", "x", "y", "root", "r"} {
+					if r.Digest == digest.FromString(n) {
+						names = append(names, n)
+					}
+				}
+				results += len(r.Results)
+				for _, slot := range r.Inputs {
+					for _, in := range slot {
+						if in.LinkIndex < 0 || in.LinkIndex >= len(got.Records) {
+							t.Errorf("kept link %d out of range", in.LinkIndex)
+						}
+					}
+				}
+			}
+			if len(names) != len(tc.wantRecords) {
+				t.Fatalf("kept records %v, want %v", names, tc.wantRecords)
+			}
+			for i := range names {
+				if names[i] != tc.wantRecords[i] {
+					t.Fatalf("kept records %v, want %v", names, tc.wantRecords)
+				}
+			}
+			if results != tc.wantResults {
+				t.Errorf("kept %d results, want %d", results, tc.wantResults)
+			}
+			imp := &Importer{}
+			present := map[string]bool{}
+			for _, l := range got.Layers {
+				present[l.Blob.String()] = true
+			}
+			if _, err := imp.chainsOf(t.Context(), got, present); err != nil {
+				t.Fatalf("sanitized config does not parse: %v", err)
+			}
+		})
+	}
+}
+
+func TestSanitizeRefusesHugeManifest(t *testing.T) {
+	cfg := cacheimporttypes.CacheConfig{Layers: make([]cacheimporttypes.CacheLayer, maxLayers+1)}
+	if _, _, err := sanitize(cfg); err == nil {
+		t.Fatal("a manifest over the layer bound was accepted")
+	}
+}
+
+func TestRecordedManifestParses(t *testing.T) {
+	dt, err := os.ReadFile("testdata/manifests/two-stage-max.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg cacheimporttypes.CacheConfig
+	if err := DecodeManifest(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got, problems, err := sanitize(cfg)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("a manifest written by a real build: problems %q, err %v", problems, err)
+	}
+	if len(got.Records) != len(cfg.Records) || len(cfg.Layers) < 4 {
+		t.Fatalf("records %d -> %d, layers %d", len(cfg.Records), len(got.Records), len(cfg.Layers))
+	}
+}

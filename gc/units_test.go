@@ -1,0 +1,61 @@
+package gc
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0},
+		{"1000", 1000},
+		{"10GB", 10_000_000_000},
+		{"10gb", 10_000_000_000},
+		{"10G", 10_000_000_000},
+		{"512MiB", 512 << 20},
+		{"1.5 TiB", 3 << 39},
+		{"1KB", 1000},
+		{"1kib", 1024},
+		{"2B", 2},
+		{" 7 MB ", 7_000_000},
+	} {
+		got, err := ParseSize(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "GB", "-1GB", "10 XB", "1.2.3MB", "1e3", "99999999999PB"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"0s", 0},
+		{"0", 0},
+		{"90m", 90 * time.Minute},
+		{"1h", time.Hour},
+		{"7d", 7 * day},
+		{"1d12h", day + 12*time.Hour},
+		{"30d", 30 * day},
+	} {
+		got, err := ParseDuration(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "d", "1.5d", "-1h", "-1d", "7days", "1h1d", "forever"} {
+		if got, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+}
