@@ -14,6 +14,7 @@ import (
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/bklog"
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/progress"
 	digest "github.com/opencontainers/go-digest"
@@ -60,6 +61,13 @@ func (*exporter) Name() string { return "exporting cache to Amazon S3" }
 
 func (e *exporter) Config() remotecache.Config {
 	return remotecache.Config{Compression: e.comp}
+}
+
+// Add records a step's cache for the export, its results' providers
+// wrapped so that Finalize's marshalling asks the content store about each
+// blob once (see memoizeInfo).
+func (e *exporter) Add(dgst digest.Digest, deps [][]solver.CacheLink, results []solver.CacheExportResult) (solver.CacheExporterRecord, bool, error) {
+	return e.CacheExporterTarget.Add(dgst, deps, memoizeInfo(results))
 }
 
 // recheckAge bounds how long before an export a reused blob may have been
@@ -110,7 +118,9 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 // upload_parallelism workers, and fills in the layer annotations. It
 // returns the blobs it found rather than uploaded.
 func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*reusedBlob, error) {
-	pairs := make([]v1.DescriptorProviderPair, len(cc.Layers))
+	// One blob may be several layers (the same bytes on other parents).
+	pairs := make([]v1.DescriptorProviderPair, 0, len(cc.Layers))
+	seen := make(map[digest.Digest]bool, len(cc.Layers))
 	for i := range cc.Layers {
 		layer := &cc.Layers[i]
 		pair, ok := descs[layer.Blob]
@@ -122,14 +132,25 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
 		}
 		layer.Annotations = ann
-		pairs[i] = pair
+		if !seen[layer.Blob] {
+			seen[layer.Blob] = true
+			pairs = append(pairs, pair)
+		}
 	}
+	keys := make([]string, len(pairs))
+	for i, pair := range pairs {
+		keys[i] = e.layout.BlobKey(pair.Descriptor.Digest.String())
+	}
+	// What the bucket has, in bulk where that is cheaper than a HEAD a blob.
+	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, e.cfg.UploadParallelism, func(err error) {
+		bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
+	})
 	reused := make([]*reusedBlob, len(pairs))
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
 	for i, pair := range pairs {
 		eg.Go(func() error {
-			r, err := e.putBlob(ctx, pair)
+			r, err := e.putBlob(ctx, index, pair)
 			reused[i] = r
 			return err
 		})
@@ -138,11 +159,12 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 }
 
 // putBlob uploads a blob the bucket lacks, or returns the one it has,
-// touched when older than touch_refresh.
-func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair) (*reusedBlob, error) {
+// touched when older than touch_refresh. The index answers for the blobs
+// its listing covered: one it says is absent is uploaded without a HEAD.
+func (e *exporter) putBlob(ctx context.Context, index *blobIndex, pair v1.DescriptorProviderPair) (*reusedBlob, error) {
 	desc := pair.Descriptor
 	key := e.layout.BlobKey(desc.Digest.String())
-	obj, err := e.store.Stat(ctx, key)
+	obj, err := index.stat(ctx, key)
 	switch {
 	case err == nil && obj.Size == desc.Size:
 		r := &reusedBlob{pair: pair, lastModified: obj.LastModified}

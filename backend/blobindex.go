@@ -1,0 +1,123 @@
+package backend
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/s3cache/s3cache/store"
+)
+
+// listPageSize is the objects S3 (and MinIO, R2, GCS) return per LIST page.
+const listPageSize = 1000
+
+// listPageCost is what listing one more page of 1000 keys costs, in rounds
+// of parallel HEADs: measured about 15 on MinIO (75ms a page, 5ms a HEAD)
+// and 4 to 8 on S3, where HEADs are slower.
+const listPageCost = 10
+
+// errStopListing ends a listing that has become dearer than HEADs.
+var errStopListing = errors.New("listing stopped: HEADs are cheaper for the rest")
+
+// blobIndex is what one listing of the blobs prefix learned: the objects
+// under it up to and including key through, or every one when complete.
+// Keys it does not cover are looked up with a HEAD.
+type blobIndex struct {
+	st       store.Store
+	objs     map[string]store.Object
+	through  string
+	complete bool
+}
+
+// stat answers from the listing when it covers key, else with a HEAD.
+func (x *blobIndex) stat(ctx context.Context, key string) (store.Object, error) {
+	if x.complete || (x.through != "" && key <= x.through) {
+		if obj, ok := x.objs[key]; ok {
+			return obj, nil
+		}
+		return store.Object{}, fmt.Errorf("blob %s: %w (not in the listing)", key, store.ErrNotFound)
+	}
+	return x.st.Stat(ctx, key)
+}
+
+// indexBlobs learns which of keys exist under dir (their sizes and
+// modification times) with one LIST instead of a HEAD per key, for as long
+// as listing stays cheaper: after each page it estimates, from how far into
+// the key space the listing has come, the pages left, and stops when they
+// would cost more than HEADs for the keys not yet covered, sent parallel
+// at a time. A prefix crowded with other blobs thus costs about one page
+// more than HEADs alone. A listing that fails (a policy without
+// s3:ListBucket, say) leaves every key to a HEAD; warn reports it.
+func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, parallel int, warn func(error)) *blobIndex {
+	x := &blobIndex{st: st, objs: map[string]store.Object{}}
+	if len(keys) == 0 {
+		x.complete = true
+		return x
+	}
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	want := make(map[string]bool, len(sorted))
+	for _, k := range sorted {
+		want[k] = true
+	}
+	listed := 0
+	err := st.List(ctx, dir, func(o store.Object) error {
+		listed++
+		if want[o.Key] {
+			x.objs[o.Key] = o
+		}
+		x.through = o.Key
+		if listed%listPageSize != 0 {
+			return nil
+		}
+		// A page ends here: keys up to o.Key are known.
+		covered, _ := slices.BinarySearch(sorted, o.Key+"\x00")
+		left := len(sorted) - covered
+		if left == 0 {
+			return errStopListing
+		}
+		fraction := keyspaceFraction(strings.TrimPrefix(o.Key, dir), covered, len(sorted))
+		pagesLeft := float64(listed/listPageSize) * (1 - fraction) / fraction
+		headRounds := math.Ceil(float64(left) / float64(max(parallel, 1)))
+		if pagesLeft*listPageCost > headRounds {
+			return errStopListing
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		x.complete = true
+	case errors.Is(err, errStopListing):
+	default:
+		if warn != nil && ctx.Err() == nil {
+			warn(err)
+		}
+		return &blobIndex{st: st}
+	}
+	return x
+}
+
+// keyspaceFraction estimates how much of the blobs prefix a listing has
+// covered when its last key is name: from the digest's leading hex digits,
+// which are uniformly spread, or else from the share of our own (equally
+// spread) keys already passed.
+func keyspaceFraction(name string, covered, total int) float64 {
+	if _, hexDigits, ok := strings.Cut(name, ":"); ok && len(hexDigits) >= 16 {
+		if b, err := hex.DecodeString(hexDigits[:16]); err == nil {
+			var v uint64
+			for _, c := range b {
+				v = v<<8 | uint64(c)
+			}
+			if f := float64(v) / math.Exp2(64); f > 0 {
+				return min(f, 1)
+			}
+		}
+	}
+	// Half a key's share when none is passed yet, so the estimate is finite.
+	return (float64(covered) + 0.5) / (float64(total) + 0.5)
+}

@@ -1,0 +1,204 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
+)
+
+// requestCounter counts the listing's objects and pages and the HEADs.
+type requestCounter struct {
+	store.Store
+	mu      sync.Mutex
+	stats   int
+	listed  int
+	listErr error
+}
+
+func (c *requestCounter) Stat(ctx context.Context, key string) (store.Object, error) {
+	c.mu.Lock()
+	c.stats++
+	c.mu.Unlock()
+	return c.Store.Stat(ctx, key)
+}
+
+func (c *requestCounter) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
+	if c.listErr != nil {
+		return c.listErr
+	}
+	return c.Store.List(ctx, prefix, func(o store.Object) error {
+		c.mu.Lock()
+		c.listed++
+		c.mu.Unlock()
+		return fn(o)
+	})
+}
+
+// pages is how many LIST pages the objects listed so far took.
+func (c *requestCounter) pages() int { return (c.listed + listPageSize - 1) / listPageSize }
+
+func blobKey(i int) string {
+	return fmt.Sprintf("blobs/sha256:%x", sha256.Sum256([]byte(fmt.Sprint(i))))
+}
+
+// bucketWith holds n blobs of their own under blobs/ plus unrelated ones.
+func bucketWith(t *testing.T, ours, unrelated int) (*requestCounter, []string) {
+	t.Helper()
+	m := storetest.NewMemory()
+	ctx := context.Background()
+	var keys []string
+	for i := range ours {
+		keys = append(keys, blobKey(i))
+		if err := m.Put(ctx, blobKey(i), bytes.NewReader([]byte("ours")), 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range unrelated {
+		if err := m.Put(ctx, blobKey(-1-i), bytes.NewReader([]byte("other")), 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &requestCounter{Store: m}, keys
+}
+
+// answers checks every key is found with its size, through the index.
+func answers(t *testing.T, x *blobIndex, keys []string, size int64) {
+	t.Helper()
+	for _, k := range keys {
+		obj, err := x.stat(context.Background(), k)
+		if err != nil || obj.Size != size {
+			t.Fatalf("stat %s: %v, size %d; want size %d", k, err, obj.Size, size)
+		}
+	}
+	if _, err := x.stat(context.Background(), "blobs/sha256:ffff"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("stat of an absent blob: %v, want ErrNotFound", err)
+	}
+}
+
+func TestIndexBlobsOneListingForAWarmExport(t *testing.T) {
+	st, keys := bucketWith(t, 62, 0)
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	if !x.complete {
+		t.Fatal("a listing of 62 objects should complete")
+	}
+	answers(t, x, keys, 4)
+	if st.stats != 0 || st.pages() != 1 {
+		t.Fatalf("%d HEADs and %d LIST pages, want 0 and 1", st.stats, st.pages())
+	}
+}
+
+func TestIndexBlobsColdExportNeedsNoHEADs(t *testing.T) {
+	_, keys := bucketWith(t, 62, 0)
+	empty := &requestCounter{Store: storetest.NewMemory()}
+	x := indexBlobs(context.Background(), empty, "blobs/", keys, 4, nil)
+	for _, k := range keys {
+		if _, err := x.stat(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("stat %s in an empty prefix: %v, want ErrNotFound", k, err)
+		}
+	}
+	if empty.stats != 0 {
+		t.Fatalf("%d HEADs in an empty prefix, want none", empty.stats)
+	}
+}
+
+// A prefix crowded with unrelated blobs: the listing stops after its first
+// page and the keys it did not reach get HEADs.
+func TestIndexBlobsCrowdedPrefixFallsBackToHEADs(t *testing.T) {
+	st, keys := bucketWith(t, 62, 10000)
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	if x.complete {
+		t.Fatal("the listing of 10,062 objects for 62 keys should stop early")
+	}
+	if st.pages() != 1 {
+		t.Fatalf("%d LIST pages, want 1", st.pages())
+	}
+	answers(t, x, keys, 4)
+	covered := 0
+	for _, k := range keys {
+		if k <= x.through {
+			covered++
+		}
+	}
+	// One more HEAD for the absent key of answers.
+	if want := len(keys) - covered + 1; st.stats != want {
+		t.Fatalf("%d HEADs, want %d (the keys past the first page)", st.stats, want)
+	}
+}
+
+// Many keys against a crowded prefix: listing it all is cheaper than a
+// HEAD each, so the listing goes on to the end.
+func TestIndexBlobsManyKeysListEverything(t *testing.T) {
+	st, keys := bucketWith(t, 3000, 5000)
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	// 8,000 objects end exactly at a page, so the listing may stop there
+	// rather than ask for an empty ninth page: either way it covers them all.
+	if !x.complete && x.through < slices.Max(keys) {
+		t.Fatalf("listing stopped at %s; 8 pages are cheaper than 750 rounds of HEADs", x.through)
+	}
+	answers(t, x, keys, 4)
+	if st.stats != 1 || st.pages() != 8 {
+		t.Fatalf("%d HEADs and %d LIST pages, want 1 (the absent key) and 8", st.stats, st.pages())
+	}
+}
+
+func TestIndexBlobsListingDeniedFallsBackToHEADs(t *testing.T) {
+	st, keys := bucketWith(t, 10, 0)
+	st.listErr = errors.New("AccessDenied")
+	var warned error
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, func(err error) { warned = err })
+	if warned == nil {
+		t.Fatal("a failed listing was not reported")
+	}
+	answers(t, x, keys, 4)
+	if st.stats != len(keys)+1 {
+		t.Fatalf("%d HEADs, want one per key", st.stats)
+	}
+}
+
+func TestIndexBlobsStopsAtTheLastKeyItNeeds(t *testing.T) {
+	// Our keys all sort before the unrelated ones: the listing stops at the
+	// first page boundary past them.
+	m := storetest.NewMemory()
+	ctx := context.Background()
+	var keys []string
+	for i := range 5 {
+		k := fmt.Sprintf("blobs/sha256:0000%060x", i)
+		keys = append(keys, k)
+		_ = m.Put(ctx, k, bytes.NewReader([]byte("ours")), 4)
+	}
+	for i := range 3000 {
+		_ = m.Put(ctx, fmt.Sprintf("blobs/sha256:8%063x", i), bytes.NewReader([]byte("other")), 5)
+	}
+	st := &requestCounter{Store: m}
+	x := indexBlobs(ctx, st, "blobs/", keys, 4, nil)
+	answers(t, x, keys, 4)
+	if st.pages() != 1 || st.stats != 1 {
+		t.Fatalf("%d LIST pages and %d HEADs, want 1 and 1 (the absent key)", st.pages(), st.stats)
+	}
+}
+
+func TestKeyspaceFraction(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		covered, total int
+		want           float64
+	}{
+		{"sha256:8000000000000000aaaa", 0, 10, 0.5},
+		{"sha256:4000000000000000", 0, 10, 0.25},
+		{"sha256:ffffffffffffffff", 0, 10, 1},
+		{"not-a-digest", 4, 9, 4.5 / 9.5},
+		{"sha256:0000000000000000", 0, 1, 1.0 / 3},
+	} {
+		if got := keyspaceFraction(tt.name, tt.covered, tt.total); got < tt.want-1e-9 || got > tt.want+1e-9 {
+			t.Errorf("keyspaceFraction(%q, %d, %d) = %v, want %v", tt.name, tt.covered, tt.total, got, tt.want)
+		}
+	}
+}

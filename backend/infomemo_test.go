@@ -1,0 +1,120 @@
+package backend_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/moby/buildkit/solver"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
+)
+
+// infoCounter counts the content-store lookups made through a provider.
+type infoCounter struct {
+	content.InfoReaderProvider
+	calls *atomic.Int64
+}
+
+func (c infoCounter) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	c.calls.Add(1)
+	return c.InfoReaderProvider.Info(ctx, dgst)
+}
+
+// A linear mode=max chain of n steps: marshalling it asks each step's
+// provider about each of its blobs once, not once per ancestor chain and
+// record (about n³/6 lookups without the memo).
+func TestExportAsksEachProviderOncePerBlob(t *testing.T) {
+	const n = 30
+	sizes := make([]int, n)
+	for i := range sizes {
+		sizes[i] = 100 + i
+	}
+	ls, provider := newLayers(t, sizes...)
+	mem := storetest.NewMemory()
+	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return mem, nil }}
+	ctx := context.Background()
+	exp, err := backend.ResolveCacheExporterFunc(opts)(ctx, nil, map[string]string{"region": "r", "bucket": "b", "mode": "max"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	created := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	var prev solver.CacheExporterRecord
+	for i := range n {
+		r := &solver.Remote{Provider: infoCounter{provider, &calls}}
+		for _, l := range ls[:i+1] {
+			r.Descriptors = append(r.Descriptors, l.desc)
+		}
+		results := []solver.CacheExportResult{{CreatedAt: created, Result: r}}
+		var deps [][]solver.CacheLink
+		dgst := rootRecordDigest(t, digest.FromString("base"))
+		if prev != nil {
+			deps = [][]solver.CacheLink{{{Src: prev}}}
+			dgst = digest.FromString(ls[i].desc.Digest.String())
+		}
+		rec, _, err := exp.Add(dgst, deps, results)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = rec
+	}
+	if _, err := exp.Finalize(ctx); err != nil {
+		t.Fatalf("finalize: %v", err)
+	}
+	if max := int64(n * (n + 1) / 2); calls.Load() > max {
+		t.Fatalf("%d Info lookups for %d steps, want at most %d (one per provider and blob)", calls.Load(), n, max)
+	}
+	cfg := readManifest(t, mem, "manifests/buildkit")
+	if len(cfg.Layers) != n || len(cfg.Records) != n {
+		t.Fatalf("manifest has %d layers and %d records, want %d of each", len(cfg.Layers), len(cfg.Records), n)
+	}
+}
+
+// headCounter counts HEADs and listings.
+type headCounter struct {
+	store.Store
+	stats, lists atomic.Int64
+}
+
+func (c *headCounter) Stat(ctx context.Context, key string) (store.Object, error) {
+	c.stats.Add(1)
+	return c.Store.Stat(ctx, key)
+}
+
+func (c *headCounter) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
+	c.lists.Add(1)
+	return c.Store.List(ctx, prefix, fn)
+}
+
+// Exports learn what the bucket holds from one listing of the blobs: a
+// cold export uploads without a HEAD per blob, a warm one finds them all.
+func TestExportsListInsteadOfHEADs(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	hc := &headCounter{Store: f.store}
+	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return hc, nil }}
+	for _, run := range []string{"cold", "warm"} {
+		hc.stats.Store(0)
+		hc.lists.Store(0)
+		export(t, opts, f.with("name", "main"), ls, provider)
+		if hc.stats.Load() != 0 || hc.lists.Load() != 1 {
+			t.Fatalf("%s export: %d HEADs and %d listings, want 0 and 1", run, hc.stats.Load(), hc.lists.Load())
+		}
+	}
+	cfg, descs := load(t, backend.Options{}, f.with("name", "main"))
+	if len(cfg.Layers) != 3 {
+		t.Fatalf("manifest has %d layers, want 3", len(cfg.Layers))
+	}
+	for _, l := range ls {
+		if _, err := readBlob(t, descs, l.desc.Digest); err != nil {
+			t.Fatalf("blob %s: %v", l.desc.Digest, err)
+		}
+	}
+}
