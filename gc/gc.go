@@ -45,6 +45,10 @@ const (
 	NoLimit = -1
 	// listPage is how many keys one LIST request returns.
 	listPage = 1000
+	// maxShardPages bounds the LIST requests that re-check one shard.
+	maxShardPages = 4
+	// maxShardDigits bounds the shard prefix: 16^8 shards are plenty.
+	maxShardDigits = 8
 )
 
 // Options tune prune.
@@ -251,7 +255,7 @@ func (pr *Pruner) Plan(ctx context.Context) (*Plan, error) {
 		}
 	}
 	sort.Slice(plan.SweepBlobs, func(i, j int) bool { return plan.SweepBlobs[i].Key < plan.SweepBlobs[j].Key })
-	plan.digits, plan.shards = shardBlobs(digests)
+	plan.digits, plan.shards = shardBlobs(digests, plan.SweepBlobs, pr.opts.batchSize())
 	plan.Warnings = append(plan.Warnings, skewWarnings(inv, now)...)
 	return plan, nil
 }
@@ -308,7 +312,7 @@ func (pr *Pruner) chooseDrops(inv *inventory.Inventory, readable []*inventory.Ma
 				}
 				over = true
 			}
-			drop(m, "over keep-storage "+inventory.FormatBytes(limit))
+			drop(m, "over keep-storage")
 		}
 	}
 	sort.Slice(plan.Drop, func(i, j int) bool { return plan.Drop[i].Name < plan.Drop[j].Name })
@@ -336,26 +340,57 @@ func skewWarnings(inv *inventory.Inventory, now time.Time) []string {
 	return nil
 }
 
-// shardBlobs chooses the shortest shard prefix (the algorithm and k hex
-// digits of the digest) that puts at most one LIST page of blobs in each
-// shard, and counts the blobs per shard. Re-checking a batch lists a shard
-// when that takes fewer requests than a HEAD per candidate.
-func shardBlobs(digests []string) (int, map[string]int) {
-	for k := 0; ; k++ {
+// shardBlobs chooses how to group the sweep for its re-check: by shard,
+// the digest's algorithm and first k hex digits, so that a batch can
+// re-read a shard with a LIST where that takes fewer requests than a HEAD
+// per candidate. It picks the k that needs the fewest requests, counting
+// a shard split over several batches as listed by each, among those whose
+// shards are at most maxShardPages LIST pages (the re-check must stay
+// short: it opens the window the protocol closes), and returns k and the
+// number of blobs per shard.
+func shardBlobs(digests []string, sweep []Blob, batch int) (int, map[string]int) {
+	bestK, bestCost := -1, 0
+	var best map[string]int
+	for k := 0; k <= maxShardDigits; k++ {
 		counts := map[string]int{}
-		fits := true
 		for _, d := range digests {
-			s := shardOf(d, k)
-			counts[s]++
-			if counts[s] > listPage {
+			counts[shardOf(d, k)]++
+		}
+		fits := true
+		for _, n := range counts {
+			if pages(n) > maxShardPages {
 				fits = false
+				break
 			}
 		}
-		if fits || k >= 8 {
-			return k, counts
+		if !fits {
+			continue
+		}
+		cands := map[string]int{}
+		for _, b := range sweep {
+			cands[shardOf(b.Digest, k)]++
+		}
+		cost := 0
+		for sh, c := range cands {
+			cost += min(c, pages(counts[sh])*((c+batch-1)/batch+1))
+		}
+		// Ties go to the longer prefix: smaller shards, shorter re-checks.
+		if bestK < 0 || cost <= bestCost {
+			bestK, bestCost, best = k, cost, counts
 		}
 	}
+	if bestK < 0 {
+		// Not seen with real digests; shards this small are re-checked with HEADs.
+		bestK, best = maxShardDigits, map[string]int{}
+		for _, d := range digests {
+			best[shardOf(d, bestK)]++
+		}
+	}
+	return bestK, best
 }
+
+// pages is the number of LIST requests n keys take.
+func pages(n int) int { return (n + listPage - 1) / listPage }
 
 func shardOf(dgst string, k int) string {
 	i := strings.IndexByte(dgst, ':')
@@ -432,18 +467,22 @@ func (pr *Pruner) Execute(ctx context.Context, plan *Plan) (*Result, error) {
 }
 
 // dropCaches deletes the manifests of the dropped caches, but not one
-// written again since the plan.
+// written again since the plan: one LIST tells, rather than a HEAD each.
 func (s *sweep) dropCaches(ctx context.Context) error {
+	if len(s.plan.Drop) == 0 {
+		return nil
+	}
+	listed, err := inventory.ListManifests(ctx, s.pr.st, s.pr.layout, s.pr.opts.Inventory)
+	if err != nil {
+		return fmt.Errorf("prune: list manifests before dropping caches: %w", err)
+	}
 	var keys, names []string
 	for _, d := range s.plan.Drop {
-		obj, err := s.pr.st.Stat(ctx, d.Key)
-		if errors.Is(err, store.ErrNotFound) {
+		obj, ok := listed[d.Name]
+		if !ok {
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("prune: check manifest %s before dropping it: %w", d.Name, err)
-		}
-		if !sameSecond(obj.LastModified, d.LastWritten) {
+		if !obj.LastModified.Equal(d.LastWritten) {
 			s.res.Rewritten = append(s.res.Rewritten, d.Name)
 			continue
 		}
@@ -458,12 +497,6 @@ func (s *sweep) dropCaches(ctx context.Context) error {
 	}
 	s.res.Dropped = append(s.res.Dropped, names...)
 	return nil
-}
-
-// sameSecond compares modification times at the second, as HEAD gives
-// them while LIST may give milliseconds.
-func sameSecond(a, b time.Time) bool {
-	return a.Truncate(time.Second).Equal(b.Truncate(time.Second))
 }
 
 // segment is the candidates of one batch that share a shard.
@@ -555,8 +588,7 @@ func (s *sweep) recheck(ctx context.Context, segs []segment) ([]Blob, error) {
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(s.pr.opts.parallelism())
 	for _, seg := range segs {
-		pages := (s.plan.shards[seg.shard] + listPage - 1) / listPage
-		if len(seg.blobs) > pages {
+		if len(seg.blobs) > pages(s.plan.shards[seg.shard]) {
 			eg.Go(func() error {
 				prefix := s.pr.layout.BlobsDir() + seg.shard
 				found := map[string]store.Object{}

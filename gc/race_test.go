@@ -179,8 +179,14 @@ func pauseAtNth(g *gate, op, key string, n int) func(string, string) {
 func TestRacePruneRechecksABlobTouchedAfterThePlan(t *testing.T) {
 	r := newRace(t)
 	pg, eg := newGate(), newGate()
-	// A few blobs are one shard, re-checked with a LIST of it.
-	pst := &hookStore{Store: r.b.Store, before: pauseAt(pg, "list", r.b.Layout.BlobsDir()+"sha256:")}
+	// The re-check is a HEAD per candidate or a LIST of their shard,
+	// whichever is fewer requests; the plan lists only the whole prefix.
+	pst := &hookStore{Store: r.b.Store, before: func(op, key string) {
+		if op == "stat" && strings.HasPrefix(key, r.b.Layout.BlobsDir()) ||
+			op == "list" && strings.HasPrefix(key, r.b.Layout.BlobsDir()) && key != r.b.Layout.BlobsDir() {
+			pg.pause()
+		}
+	}}
 	pr := r.prune(pst)
 	pg.wait(t, "the prune to re-check")
 

@@ -36,7 +36,7 @@ func (r *Report) writeTable(w io.Writer) error {
 		limits = append(limits, "keep-duration "+p.KeepDuration)
 	}
 	if p.KeepStorage != nil {
-		limits = append(limits, "keep-storage "+inventory.FormatBytes(*p.KeepStorage))
+		limits = append(limits, fmt.Sprintf("keep-storage %s (%d bytes)", inventory.FormatBytes(*p.KeepStorage), *p.KeepStorage))
 	}
 	fmt.Fprintf(w, "prune plan at %s (%s)\n", inventory.FormatTime(p.Time), strings.Join(limits, ", "))
 	fmt.Fprintf(w, "caches: %d, %d to drop\n", p.Caches, len(p.Drop))

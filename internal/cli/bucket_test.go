@@ -108,7 +108,7 @@ func TestBucketCommands(t *testing.T) {
 
 	// keep-duration and keep-storage through the flags.
 	out = mustRun(t, "prune", b.Spec, "--keep-storage", "0", "--keep-duration", "30d", "--dry-run")
-	contains(t, "prune --keep-storage 0", out, "2 to drop", "over keep-storage 0 B")
+	contains(t, "prune --keep-storage 0", out, "2 to drop", "keep-storage 0 B (0 bytes)", "over keep-storage")
 }
 
 func TestBucketCommandUsageErrors(t *testing.T) {

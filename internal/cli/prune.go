@@ -89,7 +89,9 @@ func runPrune(cmd *cobra.Command, arg string, o pruneOptions) error {
 		return nil
 	}
 	res, execErr := pr.Execute(cmd.Context(), plan)
-	report.Result = res
+	if !plan.Refused() {
+		report.Result = res
+	}
 	if err := report.Write(cmd.OutOrStdout(), b.format); err != nil {
 		return err
 	}
