@@ -64,9 +64,12 @@ func (o Options) warnf(ctx context.Context, format string, args ...any) {
 	if ctx == nil {
 		return
 	}
-	_, stderr, flush := logs.NewLogStreams(ctx, false)
+	// Both streams hold a progress writer that must be closed, or the
+	// build's progress never ends.
+	stdout, stderr, flush := logs.NewLogStreams(ctx, false)
 	fmt.Fprintf(stderr, "WARNING: %s\n", msg)
 	flush()
+	stdout.Close()
 	stderr.Close()
 }
 
