@@ -37,21 +37,37 @@ func (r Result) CachedSteps() int {
 	return n
 }
 
-// Run validates the options, then solves them on c, drawing progress on
-// progressOut in the chosen mode.
-func Run(ctx context.Context, c *client.Client, o Options, progressOut io.Writer) (Result, error) {
-	start := time.Now()
+// Request is a validated build, ready to run.
+type Request struct {
+	solve    client.SolveOpt
+	progress progressui.DisplayMode
+}
+
+// Prepare validates every option and builds the solve request: an invalid
+// option is refused before any engine starts.
+func Prepare(ctx context.Context, o Options) (*Request, error) {
 	so, err := o.solveOpt(ctx)
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
-	mode := progressui.DisplayMode(o.Progress)
-	if o.Progress == "" {
-		mode = progressui.AutoMode
+	mode := progressui.AutoMode
+	switch o.Progress {
+	case "", "auto":
+	case "plain", "tty", "rawjson", "quiet":
+		mode = progressui.DisplayMode(o.Progress)
+	default:
+		return nil, fmt.Errorf("--progress %q: use auto, plain, tty, rawjson or quiet", o.Progress)
 	}
-	display, err := progressui.NewDisplay(progressOut, mode)
+	return &Request{solve: so, progress: mode}, nil
+}
+
+// Run solves a prepared build on c, drawing progress on progressOut.
+func Run(ctx context.Context, c *client.Client, req *Request, progressOut io.Writer) (Result, error) {
+	start := time.Now()
+	so := req.solve
+	display, err := progressui.NewDisplay(progressOut, req.progress)
 	if err != nil {
-		return Result{}, fmt.Errorf("--progress %q: %w (use auto, plain, tty, rawjson or quiet)", o.Progress, err)
+		return Result{}, fmt.Errorf("progress display: %w", err)
 	}
 
 	statusCh := make(chan *client.SolveStatus)

@@ -65,12 +65,16 @@ A type=s3 spec without access_key_id gets this client's AWS credentials
 
 func runBuild(ctx context.Context, cmd *cobra.Command, f buildFlags) error {
 	f.Remote = f.addr != ""
+	req, err := build.Prepare(ctx, f.Options)
+	if err != nil {
+		return err
+	}
 	c, closeClient, err := buildClient(ctx, f)
 	if err != nil {
 		return err
 	}
 	defer closeClient()
-	res, err := build.Run(ctx, c, f.Options, cmd.ErrOrStderr())
+	res, err := build.Run(ctx, c, req, cmd.ErrOrStderr())
 	if err != nil {
 		return fmt.Errorf("build failed: %w", err)
 	}
