@@ -27,6 +27,8 @@ type Options struct {
 	MaxManifestSize int64
 	// Logf receives warnings (unknown attributes, damaged cache); nil drops them.
 	Logf func(format string, args ...any)
+	// Vault resolves secret attributes the daemon sealed on the way in.
+	Vault *Vault
 }
 
 func (o Options) open(ctx context.Context, cfg spec.Config) (store.Store, store.Layout, error) {
@@ -75,7 +77,7 @@ func (o Options) warnf(ctx context.Context, format string, args ...any) {
 
 // parseConfig validates the attributes BuildKit hands a cache backend.
 func (o Options) parseConfig(ctx context.Context, attrs map[string]string) (spec.Config, error) {
-	cfg, err := spec.FromAttrs(attrs)
+	cfg, err := spec.FromAttrs(o.Vault.open(attrs))
 	if err != nil {
 		return spec.Config{}, err
 	}

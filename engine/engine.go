@@ -72,6 +72,7 @@ type Options struct {
 // Engine is a running BuildKit controller.
 type Engine struct {
 	Controller *control.Controller
+	vault      *backend.Vault
 	root       string
 	lock       *flock.Flock
 	closers    []func() error
@@ -91,7 +92,8 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create engine root: %w", err)
 	}
-	e := &Engine{root: root}
+	e := &Engine{root: root, vault: backend.NewVault()}
+	opts.Cache.Vault = e.vault
 	defer func() {
 		if retErr != nil {
 			_ = e.Close()

@@ -27,7 +27,7 @@ import (
 // registered, as buildkitd serves it.
 func (e *Engine) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(logErrors, grpcerrors.UnaryServerInterceptor),
+		grpc.ChainUnaryInterceptor(logErrors, grpcerrors.UnaryServerInterceptor, e.sealSecrets),
 		grpc.StreamInterceptor(grpcerrors.StreamServerInterceptor),
 		grpc.MaxRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
 		grpc.MaxSendMsgSize(defaults.DefaultMaxSendMsgSize),
