@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 )
 
 // (a) An embedded build exports to the bucket; a new engine root imports it:
@@ -129,4 +132,32 @@ func TestBadSpecRefusedBeforeBuilding(t *testing.T) {
 	if strings.Contains(r.stderr, "#1 ") {
 		t.Errorf("the build started before the spec was checked:\n%s", r.stderr)
 	}
+}
+
+// compression=zstd is honoured as by BuildKit's registry cache (upstream's
+// s3 backend ignores it), and a fresh engine imports the zstd layers.
+func TestCompressionZstd(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	ctxDir := buildContext(t, dockerfileTwoStage)
+	out1, out2 := t.TempDir(), t.TempDir()
+	if r := s3cacheBuild(t, t.TempDir(), ctxDir, out1, "--cache-to", b.spec("name=z,mode=max,compression=zstd,force-compression=true")); r.err != nil {
+		t.Fatalf("export: %v", r)
+	}
+	d := &damagedCache{b: b}
+	var m cacheimporttypes.CacheConfig
+	if err := json.Unmarshal(d.get(t, "manifests/z"), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range m.Layers {
+		if l.Annotations == nil || !strings.Contains(l.Annotations.MediaType, "zstd") {
+			t.Errorf("layer %s media type %+v, want zstd", l.Blob, l.Annotations)
+		}
+	}
+	r := s3cacheBuild(t, t.TempDir(), ctxDir, out2, "--cache-from", b.spec("name=z"))
+	if r.err != nil {
+		t.Fatalf("import: %v", r)
+	}
+	requireRunHits(t, r.stderr, 3)
+	requireSameFiles(t, out1, out2, "rand1", "rand2", "sum")
 }

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,13 +90,30 @@ func TestBuildctlAgainstOurDaemon(t *testing.T) {
 // seed's synopsis, with credentials only in the client's environment.
 func TestBuildxRemoteDriverWithClientCredentials(t *testing.T) {
 	requireRoot(t)
-	buildx := tool(t, "buildx")
 	b := newBucket(t)
 	ctxDir := buildContext(t, dockerfileTwoStage)
+	dockerConfig := t.TempDir()
 	clientEnv := []string{
-		"DOCKER_CONFIG=" + t.TempDir(),
+		"DOCKER_CONFIG=" + dockerConfig,
 		"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey,
 		"AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey,
+	}
+	// As users run it: `docker buildx`, the plugin under the docker CLI, where
+	// the CLI is installed; else the same buildx binary standalone.
+	buildxCmd := []string{tool(t, "buildx")}
+	if docker, err := exec.LookPath("docker"); err == nil {
+		plugins := filepath.Join(dockerConfig, "cli-plugins")
+		if err := os.MkdirAll(plugins, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(buildxCmd[0], filepath.Join(plugins, "docker-buildx")); err != nil {
+			t.Fatal(err)
+		}
+		buildxCmd = []string{docker, "buildx"}
+	}
+	buildx := func(args ...string) result {
+		t.Helper()
+		return runCmd(t, clientEnv, buildxCmd[0], append(buildxCmd[1:], args...)...)
 	}
 	s3 := b.specNoCreds("name=buildx")
 
@@ -102,11 +122,11 @@ func TestBuildxRemoteDriverWithClientCredentials(t *testing.T) {
 		t.Helper()
 		builders++
 		name := fmt.Sprintf("s3cache-%d", builders)
-		if r := runCmd(t, clientEnv, buildx, "create", "--name", name, "--driver", "remote", d.addr); r.err != nil {
+		if r := buildx("create", "--name", name, "--driver", "remote", d.addr); r.err != nil {
 			t.Fatalf("buildx create: %v", r)
 		}
 		args := append([]string{"build", "--builder", name, "--progress", "plain", "-o", "type=local,dest=" + out}, cacheArgs...)
-		return runCmd(t, clientEnv, buildx, append(args, ctxDir)...)
+		return buildx(append(args, ctxDir)...)
 	}
 
 	// The daemons have no AWS credentials of their own.
