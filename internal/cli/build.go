@@ -112,7 +112,7 @@ func buildClient(ctx context.Context, f buildFlags) (*client.Client, func(), err
 	if os.Geteuid() != 0 {
 		return nil, nil, fmt.Errorf("the embedded engine runs containers with runc and needs root; run as root or use --addr")
 	}
-	e, err := engine.New(ctx, engine.Options{Root: f.root, Cache: engineCacheOptions()})
+	e, err := engine.New(ctx, engine.Options{Root: f.root, Cache: engineCacheOptions(), GC: true})
 	if err != nil {
 		return nil, nil, err
 	}
