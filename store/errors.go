@@ -10,17 +10,29 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// wrapErr names the operation and key and marks a missing object or bucket
-// with ErrNotFound. SDK errors carry no credentials, so the cause is kept.
+// wrapErr names the operation and key and marks a missing object with
+// ErrNotFound, a missing bucket with ErrBucketNotFound (which is also
+// ErrNotFound). SDK errors carry no credentials, so the cause is kept.
 func (s *S3) wrapErr(op, key string, err error) error {
 	switch {
 	case isNoSuchBucket(err):
-		return fmt.Errorf("s3 %s %s: bucket %q does not exist: %w: %w", op, key, s.bucket, ErrNotFound, err)
+		return fmt.Errorf("s3 %s %s: bucket %q does not exist: %w", op, key, s.bucket, noSuchBucketError{err})
 	case isNotFound(err):
 		return fmt.Errorf("s3 %s %s: %w: %w", op, key, ErrNotFound, err)
 	default:
 		return fmt.Errorf("s3 %s %s: %w", op, key, err)
 	}
+}
+
+// noSuchBucketError is an SDK error saying the bucket does not exist.
+type noSuchBucketError struct{ err error }
+
+func (e noSuchBucketError) Error() string { return e.err.Error() }
+func (e noSuchBucketError) Unwrap() error { return e.err }
+
+// Is makes a missing bucket both ErrBucketNotFound and ErrNotFound.
+func (e noSuchBucketError) Is(target error) bool {
+	return target == ErrBucketNotFound || target == ErrNotFound
 }
 
 func isNoSuchBucket(err error) bool {

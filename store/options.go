@@ -33,6 +33,9 @@ type Options struct {
 	// DeleteBatch is the number of keys per DeleteObjects request
 	// (default and maximum 1000).
 	DeleteBatch int
+	// RetryMaxBackoff caps the SDK retryer's delay between attempts
+	// (default the SDK's, 20s); tests make it small to stay quick.
+	RetryMaxBackoff time.Duration
 	// HTTPClient replaces the client's HTTP client (tests).
 	HTTPClient aws.HTTPClient
 	// Now is the clock for the touch metadata (default time.Now).

@@ -7,23 +7,35 @@ import (
 	"math"
 )
 
+// readAllAttempts is how often ReadAll reads an object whose body breaks
+// off (a connection reset, a body cut short) before it gives up.
+const readAllAttempts = 3
+
 // ReadAll reads the whole object key, failing if it is larger than limit
 // bytes; it reads at most limit+1 bytes, so an oversized object costs no more.
+// A body that breaks off is read again from the start, not resumed, so an
+// object rewritten meanwhile is never spliced from two versions. (Failed
+// requests are the SDK retryer's business, not retried here.)
 func ReadAll(ctx context.Context, st Store, key string, limit int64) ([]byte, error) {
 	if limit < 0 || limit == math.MaxInt64 {
 		return nil, fmt.Errorf("read %s: invalid limit %d", key, limit)
 	}
-	body, err := st.Get(ctx, key, 0, -1)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		body, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		data, err := io.ReadAll(io.LimitReader(body, limit+1))
+		_ = body.Close()
+		if err != nil {
+			if attempt < readAllAttempts && ctx.Err() == nil {
+				continue
+			}
+			return nil, fmt.Errorf("read %s (%d attempts): %w", key, attempt, err)
+		}
+		if int64(len(data)) > limit {
+			return nil, fmt.Errorf("read %s: object is larger than the limit of %d bytes", key, limit)
+		}
+		return data, nil
 	}
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("read %s: object is larger than the limit of %d bytes", key, limit)
-	}
-	return data, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -77,6 +78,9 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 			o.BaseEndpoint = aws.String(cfg.EndpointURL)
 		}
 		o.UsePathStyle = cfg.UsePathStyle
+		if opts.RetryMaxBackoff > 0 {
+			o.Retryer = retry.AddWithMaxBackoffDelay(o.Retryer, opts.RetryMaxBackoff)
+		}
 		if cfg.DisableAcceptEncoding {
 			// GCS appends "gzip(gfe)" to the Accept-Encoding the SDK signed
 			// as "identity" and fails the signature; send no such header.

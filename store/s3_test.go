@@ -277,12 +277,12 @@ func TestMissingBucket(t *testing.T) {
 	st := newStore(t, testConfig(srv, "no-such-bucket-here", ""), smallOptions())
 	ctx := testCtx(t)
 	err := st.Put(ctx, "k", strings.NewReader("x"), 1)
-	if !errors.Is(err, store.ErrNotFound) || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
-		t.Errorf("put: err = %v, want ErrNotFound naming the bucket", err)
+	if !errors.Is(err, store.ErrNotFound) || !errors.Is(err, store.ErrBucketNotFound) || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
+		t.Errorf("put: err = %v, want ErrNotFound and ErrBucketNotFound naming the bucket", err)
 	}
 	_, err = st.Get(ctx, "k", 0, -1)
-	if !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("get: err = %v, want ErrNotFound", err)
+	if !errors.Is(err, store.ErrNotFound) || !errors.Is(err, store.ErrBucketNotFound) {
+		t.Errorf("get: err = %v, want ErrNotFound and ErrBucketNotFound", err)
 	}
 	if _, err := st.Stat(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("stat: err = %v, want ErrNotFound", err)

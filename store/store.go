@@ -14,6 +14,11 @@ import (
 // check it with errors.Is.
 var ErrNotFound = errors.New("not found")
 
+// ErrBucketNotFound is the condition of a bucket that does not exist, for
+// callers that tell it from a missing object: an error matching it also
+// matches ErrNotFound.
+var ErrBucketNotFound = errors.New("bucket not found")
+
 // Object describes one stored object.
 type Object struct {
 	Key          string
