@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/labels"
@@ -142,9 +144,15 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		keys[i] = e.layout.BlobKey(pair.Descriptor.Digest.String())
 	}
 	// What the bucket has, in bulk where that is cheaper than a HEAD a blob.
+	var listErr error
 	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, e.cfg.UploadParallelism, func(err error) {
+		listErr = err
 		bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
 	})
+	if errors.Is(listErr, store.ErrBucketNotFound) {
+		// Every upload would fail the same way: say so once, up front.
+		return nil, fmt.Errorf("list blobs: %w", listErr)
+	}
 	reused := make([]*reusedBlob, len(pairs))
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
@@ -197,10 +205,27 @@ func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) e
 		return done(fmt.Errorf("read blob %s from content store: %w", desc.Digest, err))
 	}
 	defer ra.Close()
-	if err := e.store.Put(ctx, e.layout.BlobKey(desc.Digest.String()), ra, desc.Size); err != nil {
+	if err := e.store.Put(ctx, e.layout.BlobKey(desc.Digest.String()), &serialReaderAt{ra: ra}, desc.Size); err != nil {
 		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
 	}
 	return done(nil)
+}
+
+// serialReaderAt makes one ReadAt wait for another. A multipart upload
+// reads its parts in parallel, which io.ReaderAt allows, but some of
+// BuildKit's content readers (contentutil's, over a fetcher or a buffer)
+// seek one shared reader: parallel reads would mix the parts' bytes and
+// upload a blob that does not match its digest. Reads from the local
+// content store are far quicker than the upload, so this costs nothing.
+type serialReaderAt struct {
+	mu sync.Mutex
+	ra io.ReaderAt
+}
+
+func (s *serialReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ra.ReadAt(p, off)
 }
 
 // recheckBlobs looks again, after the manifest is written, at the reused

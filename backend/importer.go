@@ -70,6 +70,11 @@ func (i *Importer) Load(ctx context.Context) (*v1.CacheChains, error) {
 	var errs []error
 	for _, name := range i.cfg.Names {
 		config, err := i.readManifest(ctx, name)
+		if errors.Is(err, store.ErrBucketNotFound) {
+			// No other name can be there either; and a cache the user
+			// believes in must not vanish in silence.
+			return nil, fmt.Errorf("s3 cache import: %w", err)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
