@@ -5,10 +5,9 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
-)
 
-// SecretAttrs are the attributes whose values must not be stored by BuildKit.
-var SecretAttrs = []string{"secret_access_key", "session_token"}
+	"github.com/s3cache/s3cache/spec"
+)
 
 const sealedPrefix = "s3cache-sealed:"
 
@@ -27,7 +26,7 @@ func NewVault() *Vault { return &Vault{secrets: map[string]string{}} }
 // the references, to be released when the build ends.
 func (v *Vault) Seal(attrs map[string]string) []string {
 	var refs []string
-	for _, k := range SecretAttrs {
+	for _, k := range spec.SecretAttrs {
 		val, ok := attrs[k]
 		if !ok || val == "" || strings.HasPrefix(val, sealedPrefix) {
 			continue
@@ -60,7 +59,7 @@ func (v *Vault) open(attrs map[string]string) map[string]string {
 		return attrs
 	}
 	var out map[string]string
-	for _, k := range SecretAttrs {
+	for _, k := range spec.SecretAttrs {
 		val := attrs[k]
 		if !strings.HasPrefix(val, sealedPrefix) {
 			continue

@@ -3,6 +3,8 @@ package backend
 import (
 	"strings"
 	"testing"
+
+	"github.com/s3cache/s3cache/spec"
 )
 
 func TestVaultSealsSecretsForTheBuild(t *testing.T) {
@@ -12,7 +14,7 @@ func TestVaultSealsSecretsForTheBuild(t *testing.T) {
 	if len(refs) != 2 {
 		t.Fatalf("sealed %d values, want the secret key and the token", len(refs))
 	}
-	for _, k := range SecretAttrs {
+	for _, k := range spec.SecretAttrs {
 		if !strings.HasPrefix(attrs[k], sealedPrefix) {
 			t.Errorf("%s = %q, want a sealed reference", k, attrs[k])
 		}

@@ -51,9 +51,11 @@ const (
 	redactedValue = "<redacted>"
 )
 
-func isSecret(key string) bool {
-	return key == attrSecretAccessKey || key == attrSessionToken
-}
+// SecretAttrs are the attributes whose values are secrets: never printed,
+// never stored by BuildKit.
+var SecretAttrs = []string{attrSecretAccessKey, attrSessionToken}
+
+func isSecret(key string) bool { return slices.Contains(SecretAttrs, key) }
 
 func errorf(format string, args ...any) error {
 	return fmt.Errorf(errPrefix+format, args...)
