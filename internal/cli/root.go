@@ -5,9 +5,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -29,8 +31,25 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	for _, add := range commands {
 		root.AddCommand(add())
 	}
+	// Usage errors exit 2, as for other Unix tools; failures of the work exit 1.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	for _, c := range root.Commands() {
+		if args := c.Args; args != nil {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				if err := args(cmd, a); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+	}
 	return root
 }
+
+// usageError is a command line that doesn't parse.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 // commands are registered by the files that define them, so adding a
 // command touches only its own file.
@@ -56,6 +75,11 @@ func Main(ctx context.Context, args []string) int {
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		var ue usageError
+		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
+			fmt.Fprintln(os.Stderr, "See 's3cache --help'.")
+			return 2
+		}
 		return 1
 	}
 	return 0
