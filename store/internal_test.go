@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/s3cache/s3cache/spec"
 )
 
 func TestFullBodyShort(t *testing.T) {
@@ -40,5 +42,18 @@ func TestOptionsDefaults(t *testing.T) {
 	o = Options{PartSize: 1, CopyPartSize: 1, DeleteBatch: 5000}.withDefaults()
 	if o.PartSize != minPartSize || o.CopyPartSize != minPartSize || o.DeleteBatch != 1000 {
 		t.Fatalf("clamped: %+v", o)
+	}
+}
+
+// Stores share one HTTP client (and its connection pool) per pool size.
+func TestHTTPClientShared(t *testing.T) {
+	cfg := spec.Config{UploadParallelism: 4}
+	a := httpClient(cfg, Options{}.withDefaults())
+	b := httpClient(cfg, Options{}.withDefaults())
+	if a != b {
+		t.Fatal("two stores of the same parallelism got different HTTP clients")
+	}
+	if c := httpClient(spec.Config{UploadParallelism: 16}, Options{}.withDefaults()); c == a {
+		t.Fatal("a store of higher parallelism got the smaller pool")
 	}
 }

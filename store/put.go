@@ -13,6 +13,7 @@ import (
 // threshold, else a multipart upload with parts in parallel. Bodies are
 // sections of r, which are seekable, so the SDK signs them instead of
 // streaming them with aws-chunked encoding, and nothing is held in memory.
+// Bytes of a known digest are signed without hashing them (WithContentDigest).
 func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
 	if size < 0 {
 		return fmt.Errorf("s3 put %s: negative size %d", key, size)
@@ -23,7 +24,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) err
 			Key:           &key,
 			Body:          io.NewSectionReader(r, 0, size),
 			ContentLength: aws.Int64(size),
-		})
+		}, withPayloadHash(payloadHash(ctx, 0, size, size))...)
 		if err != nil {
 			return s.wrapErr("put", key, err)
 		}
@@ -37,7 +38,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) err
 			PartNumber:    aws.Int32(part),
 			Body:          io.NewSectionReader(r, off, n),
 			ContentLength: aws.Int64(n),
-		})
+		}, withPayloadHash(payloadHash(ctx, off, n, size))...)
 		if err != nil {
 			return nil, err
 		}

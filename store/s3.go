@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -98,6 +99,14 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 	}, nil
 }
 
+// sharedClients are the HTTP clients of every store in the process, by
+// idle pool size: the store of each export and import reuses the
+// connections (and TLS sessions) of those before it instead of dialing anew.
+var (
+	sharedClientsMu sync.Mutex
+	sharedClients   = map[int]*awshttp.BuildableClient{}
+)
+
 // httpClient's idle pool holds a connection for every request the uploads
 // can have in flight, so they are reused rather than redialed.
 func httpClient(cfg spec.Config, opts Options) *awshttp.BuildableClient {
@@ -106,10 +115,17 @@ func httpClient(cfg spec.Config, opts Options) *awshttp.BuildableClient {
 		parallel = spec.DefaultUploadParallelism
 	}
 	conns := max(2*parallel*opts.PartConcurrency, 16)
-	return awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+	sharedClientsMu.Lock()
+	defer sharedClientsMu.Unlock()
+	if c, ok := sharedClients[conns]; ok {
+		return c
+	}
+	c := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = max(tr.MaxIdleConns, conns)
 		tr.MaxIdleConnsPerHost = conns
 	})
+	sharedClients[conns] = c
+	return c
 }
 
 // Layout is the key layout of the configured prefixes.
