@@ -13,6 +13,7 @@ import (
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/util/bklog"
 	"github.com/moby/buildkit/worker"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -171,6 +172,16 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 		ok   bool
 	}
 	results := make([]result, len(layers))
+	var keys []string
+	for _, l := range layers {
+		if l.Blob.Validate() == nil {
+			keys = append(keys, i.layout.BlobKey(l.Blob.String()))
+		}
+	}
+	// One listing of the blobs where that is cheaper than a HEAD each.
+	index := indexBlobs(ctx, i.store, i.layout.BlobsDir(), keys, statParallelism, func(err error) {
+		bklog.G(ctx).Debugf("s3 cache import: list blobs: %v; checking each with a HEAD instead", err)
+	})
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(statParallelism)
 	for idx, l := range layers {
@@ -181,7 +192,7 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 			continue
 		}
 		eg.Go(func() error {
-			obj, err := i.store.Stat(ctx, i.layout.BlobKey(dgst))
+			obj, err := index.stat(ctx, i.layout.BlobKey(dgst))
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 				i.opts.warnf(ctx, "s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
