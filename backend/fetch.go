@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/containerd/containerd/v2/core/content"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/buildkit/cache"
 	"github.com/moby/buildkit/solver"
-	"github.com/moby/buildkit/util/contentutil"
 	"github.com/moby/buildkit/util/leaseutil"
 	"github.com/moby/buildkit/worker"
 	"golang.org/x/sync/errgroup"
@@ -55,8 +55,17 @@ func (w *verifyingWorker) fetch(ctx context.Context, remote *solver.Remote) erro
 			} else if !errors.Is(err, cerrdefs.ErrNotFound) {
 				return fmt.Errorf("look up blob %s locally: %w", desc.Digest, err)
 			}
-			// Copy verifies size and digest when it commits the content.
-			if err := contentutil.Copy(ctx, cs, remote.Provider, desc, "s3cache-import-"+desc.Digest.String(), nil); err != nil {
+			ra, err := remote.Provider.ReaderAt(ctx, desc)
+			if err != nil {
+				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+			}
+			defer ra.Close()
+			// WriteBlob verifies size and digest when it commits the content,
+			// and resumes an ingest a failed fetch left. Not BuildKit's
+			// contentutil.Copy: it retries a reset or cut body for 7s on top
+			// of the blob reader's own resuming, which stalls every step of
+			// a bucket that keeps failing before the step can run instead.
+			if err := content.WriteBlob(ctx, cs, "s3cache-import-"+desc.Digest.String(), content.NewReader(ra), desc); err != nil {
 				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 			}
 			return nil
