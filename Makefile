@@ -7,7 +7,7 @@ GO ?= go
 TEST_TIMEOUT ?= 40m
 FUZZTIME ?= 10s
 
-.PHONY: build test deps vet fuzz demo
+.PHONY: build test deps vet fuzz demo bench
 
 build:
 	$(GO) build -o bin/s3cache ./cmd/s3cache
@@ -39,3 +39,9 @@ test: deps vet
 bench-bucket:
 	scripts/install-test-deps.sh --minio-only
 	$(GO) run ./bench/bucketops
+
+# Ours against upstream buildkitd on one MinIO, side by side; writes
+# bench/results.md. BENCH_QUICK=1 runs a small smoke variant instead.
+bench: build
+	scripts/install-test-deps.sh
+	$(GO) run ./bench

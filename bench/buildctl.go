@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/buildkit/client"
+)
+
+const (
+	// exportVertex is the vertex both daemons show for a type=s3 cache export.
+	exportVertex = "exporting cache to Amazon S3"
+	// sendStatus is BuildKit's status around the exporter's Finalize: the
+	// backend's own part of the export, after BuildKit prepared the chains.
+	sendStatus = "sending cache export"
+)
+
+// buildResult is what one buildctl build took.
+type buildResult struct {
+	wall   time.Duration // the whole buildctl command
+	export time.Duration // the cache export vertex, zero without export
+	send   time.Duration // the backend's Finalize within it
+	runs   int           // RUN steps
+	cached int           // RUN steps that were cache hits
+}
+
+// build runs buildctl against d with the workload's context and extra
+// flags, and reads the durations from its rawjson progress.
+func (b *bench) build(ctx context.Context, d *daemon, wl *workload, extra ...string) (buildResult, error) {
+	args := []string{"--addr", d.addr, "build", "--progress", "rawjson", "--frontend", "dockerfile.v0",
+		"--local", "context=" + wl.dir, "--local", "dockerfile=" + wl.dir}
+	args = append(args, extra...)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, b.buildctlBin, args...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		logPath := filepath.Join(b.work, fmt.Sprintf("failed-build-%d.log", time.Now().UnixNano()))
+		_ = os.WriteFile(logPath, append(stdout.Bytes(), stderr.Bytes()...), 0o644)
+		return buildResult{}, fmt.Errorf("buildctl build on %s (%s): %w; progress in %s; daemon log %s:\n%s",
+			d.kind, strings.Join(extra, " "), err, logPath, d.log.Name(), tail(d.log.Name()))
+	}
+	if os.Getenv("BENCH_DEBUG") != "" {
+		debugVertexes(bytes.NewReader(stderr.Bytes()))
+	}
+	res, err := parseProgress(&stderr)
+	if err != nil {
+		return buildResult{}, fmt.Errorf("buildctl progress on %s: %w", d.kind, err)
+	}
+	res.wall = wall
+	return res, nil
+}
+
+// parseProgress reads buildctl's rawjson stream of client.SolveStatus.
+func parseProgress(r io.Reader) (buildResult, error) {
+	type span struct{ started, completed *time.Time }
+	vertexes := map[string]*client.Vertex{}
+	statuses := map[string]*span{}
+	dec := json.NewDecoder(r)
+	for {
+		var st client.SolveStatus
+		err := dec.Decode(&st)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return buildResult{}, fmt.Errorf("decode rawjson progress: %w", err)
+		}
+		for _, v := range st.Vertexes {
+			old, ok := vertexes[v.Digest.String()]
+			if !ok {
+				vertexes[v.Digest.String()] = v
+				continue
+			}
+			// Later updates carry completion (and, for the last step of an
+			// import, the unpacking of its layers); keep the first start and
+			// a cache hit once reported.
+			if old.Started != nil && v.Started != nil && old.Started.Before(*v.Started) {
+				v.Started = old.Started
+			}
+			v.Cached = v.Cached || old.Cached
+			vertexes[v.Digest.String()] = v
+		}
+		for _, s := range st.Statuses {
+			key := s.Vertex.String() + "/" + s.ID
+			sp, ok := statuses[key]
+			if !ok {
+				sp = &span{}
+				statuses[key] = sp
+			}
+			if s.Started != nil && sp.started == nil {
+				sp.started = s.Started
+			}
+			if s.Completed != nil {
+				sp.completed = s.Completed
+			}
+		}
+	}
+	var res buildResult
+	for _, v := range vertexes {
+		if strings.Contains(v.Name, "RUN ") {
+			res.runs++
+			if v.Cached {
+				res.cached++
+			}
+		}
+		if v.Name == exportVertex && v.Started != nil && v.Completed != nil {
+			res.export += v.Completed.Sub(*v.Started)
+			if sp := statuses[v.Digest.String()+"/"+sendStatus]; sp != nil && sp.started != nil && sp.completed != nil {
+				res.send += sp.completed.Sub(*sp.started)
+			}
+		}
+	}
+	return res, nil
+}
+
+func debugVertexes(r io.Reader) {
+	dec := json.NewDecoder(r)
+	for {
+		var st client.SolveStatus
+		if err := dec.Decode(&st); err != nil {
+			return
+		}
+		for _, v := range st.Vertexes {
+			if v.Completed != nil {
+				fmt.Fprintf(os.Stderr, "V %v cached=%v %s\n", v.Completed.Sub(*v.Started), v.Cached, v.Name)
+			}
+		}
+		for _, s := range st.Statuses {
+			if s.Completed != nil && s.Started != nil {
+				fmt.Fprintf(os.Stderr, "  S %v %s\n", s.Completed.Sub(*s.Started), s.ID)
+			}
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Phases of a workload.
+const (
+	phaseCold      = "cold export"
+	phaseWarm      = "warm export"
+	phaseUnrelated = "warm export, unrelated blobs"
+	phaseImport    = "import"
+	phaseFloor     = "floor"
+)
+
+type sampleKey struct{ workload, phase, kind string }
+
+type results struct {
+	reps      int
+	quick     bool
+	workloads []*workload
+	samples   map[sampleKey][]buildResult
+	rawPut    map[string][]time.Duration
+	rawGet    map[string][]time.Duration
+	rawBlobs  map[string]int
+	rssGrowth map[sampleKey]int64 // phase empty
+	total     time.Duration
+}
+
+func newResults(reps int, quick bool) *results {
+	return &results{
+		reps: reps, quick: quick,
+		samples:   map[sampleKey][]buildResult{},
+		rawPut:    map[string][]time.Duration{},
+		rawGet:    map[string][]time.Duration{},
+		rawBlobs:  map[string]int{},
+		rssGrowth: map[sampleKey]int64{},
+	}
+}
+
+func (r *results) add(wl, phase, kind string, br buildResult) {
+	k := sampleKey{wl, phase, kind}
+	r.samples[k] = append(r.samples[k], br)
+}
+
+func (r *results) addRaw(wl string, put, get time.Duration, blobs int) {
+	r.rawPut[wl] = append(r.rawPut[wl], put)
+	r.rawGet[wl] = append(r.rawGet[wl], get)
+	r.rawBlobs[wl] = blobs
+}
+
+func (r *results) rss(wl, kind string, before, after int64) {
+	r.rssGrowth[sampleKey{wl, "", kind}] = after - before
+	progressf("%s: %s peak RSS %d MiB before the first export, %d MiB after", wl, kind, before>>20, after>>20)
+}
+
+// median of the field of the samples, in seconds; ok is false without samples.
+func (r *results) median(wl, phase, kind string, field func(buildResult) time.Duration) (float64, bool) {
+	s := r.samples[sampleKey{wl, phase, kind}]
+	if len(s) == 0 {
+		return 0, false
+	}
+	ds := make([]time.Duration, len(s))
+	for i, br := range s {
+		ds[i] = field(br)
+	}
+	return medianSeconds(ds), true
+}
+
+func medianSeconds(ds []time.Duration) float64 {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2].Seconds()
+	}
+	return (ds[n/2-1] + ds[n/2]).Seconds() / 2
+}
+
+func exportTime(br buildResult) time.Duration { return br.export }
+func sendTime(br buildResult) time.Duration   { return br.send }
+func wallTime(br buildResult) time.Duration   { return br.wall }
+
+// targets are the issue's limits on ours/upstream.
+var targets = map[sampleKey]float64{
+	{"many", phaseCold, ""}:      0.7,
+	{"many", phaseWarm, ""}:      0.55,
+	{"many", phaseUnrelated, ""}: 0.55,
+	{"big", phaseCold, ""}:       0.75,
+	{"many", phaseImport, ""}:    1.0,
+	{"big", phaseImport, ""}:     0.9,
+}
+
+const (
+	rawPutTarget = 1.2 // our cold export's backend time / raw PUT of the same bytes
+	rssTarget    = 100 << 20
+)
+
+type table struct{ rows [][]string }
+
+func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
+
+func (t *table) String() string {
+	var sb strings.Builder
+	sb.WriteString("| phase | ours (s) | upstream (s) | ours/upstream | target | |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---|\n")
+	for _, r := range t.rows {
+		sb.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	return sb.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// compare adds the row of one measure for both daemons with its ratio
+// and, when the phase has one and the measure is the one it applies to,
+// the target.
+func (r *results) compare(t *table, wl, phase, label string, field func(buildResult) time.Duration, targeted bool) {
+	o, ok1 := r.median(wl, phase, ours, field)
+	u, ok2 := r.median(wl, phase, upstream, field)
+	if !ok1 || !ok2 {
+		return
+	}
+	ratio := o / u
+	target, check := "", ""
+	if limit, ok := targets[sampleKey{wl, phase, ""}]; ok && targeted {
+		target = fmt.Sprintf("≤ %.2f", limit)
+		check = verdict(ratio <= limit)
+	}
+	t.row(label, fmt.Sprintf("%.2f", o), fmt.Sprintf("%.2f", u), fmt.Sprintf("%.2f", ratio), target, check)
+}
+
+// markdown is the report: environment, then a table per workload.
+func (r *results) markdown(env []string) string {
+	var sb strings.Builder
+	sb.WriteString("# `make bench`: s3cache daemon against upstream buildkitd\n\n")
+	if r.quick {
+		sb.WriteString("**Quick smoke variant (BENCH_QUICK=1): small workloads, not the issue's figures.**\n\n")
+	}
+	fmt.Fprintf(&sb, "Both daemons driven by the same buildctl against one MinIO on loopback, "+
+		"interleaved (who goes first alternates), median of %d. Ratios are ours/upstream: lower is better.\n\n", r.reps)
+	for _, e := range env {
+		sb.WriteString("- " + e + "\n")
+	}
+	fmt.Fprintf(&sb, "- bench run time: %s\n\n", r.total.Round(time.Second))
+	sb.WriteString("Measures: *export phase* is BuildKit's \"exporting cache to Amazon S3\" vertex; *backend* is its " +
+		"\"sending cache export\" step, the exporter's own part (existence checks, uploads, manifest) after BuildKit " +
+		"has prepared the cache chains; *wall* is the whole buildctl command. Cold export: blobs already compressed " +
+		"locally, empty bucket prefix. Warm export: every blob present. Import: a fresh daemon builds from the " +
+		"cache with `--output type=local` (every layer fetched). Floor: warm local rebuild without cache export. " +
+		"Raw PUT/GET: the same blob sizes through package store, 4 blobs in flight, no cache logic.\n")
+	for _, wl := range r.workloads {
+		var t table
+		r.compare(&t, wl.name, phaseCold, "cold export: export phase", exportTime, true)
+		r.compare(&t, wl.name, phaseCold, "cold export: backend", sendTime, false)
+		r.compare(&t, wl.name, phaseCold, "cold export: wall", wallTime, false)
+		r.compare(&t, wl.name, phaseWarm, "warm export: export phase", exportTime, true)
+		r.compare(&t, wl.name, phaseWarm, "warm export: backend", sendTime, false)
+		r.compare(&t, wl.name, phaseWarm, "warm export: wall", wallTime, false)
+		r.compare(&t, wl.name, phaseUnrelated, "warm export, unrelated blobs in the prefix: export phase", exportTime, true)
+		r.compare(&t, wl.name, phaseUnrelated, "warm export, unrelated blobs in the prefix: backend", sendTime, false)
+		r.compare(&t, wl.name, phaseImport, "import into a fresh engine: wall", wallTime, true)
+		r.compare(&t, wl.name, phaseFloor, "warm local rebuild, no export (floor): wall", wallTime, false)
+		if puts := r.rawPut[wl.name]; len(puts) > 0 {
+			put, get := medianSeconds(puts), medianSeconds(r.rawGet[wl.name])
+			t.row(fmt.Sprintf("raw PUT of the same %d blobs (ceiling)", r.rawBlobs[wl.name]), fmt.Sprintf("%.2f", put), "", "", "", "")
+			t.row(fmt.Sprintf("raw GET of the same %d blobs (ceiling)", r.rawBlobs[wl.name]), fmt.Sprintf("%.2f", get), "", "", "", "")
+			if o, ok := r.median(wl.name, phaseCold, ours, sendTime); ok {
+				u, _ := r.median(wl.name, phaseCold, upstream, sendTime)
+				t.row("cold export backend / raw PUT", fmt.Sprintf("%.2f", o/put), fmt.Sprintf("%.2f", u/put), "",
+					fmt.Sprintf("ours ≤ %.1f", rawPutTarget), verdict(o/put <= rawPutTarget))
+			}
+		}
+		o, ok1 := r.rssGrowth[sampleKey{wl.name, "", ours}]
+		u, ok2 := r.rssGrowth[sampleKey{wl.name, "", upstream}]
+		if ok1 && ok2 {
+			target, check := "", ""
+			if wl.name == "big" {
+				target, check = "ours < 100 MiB", verdict(o < rssTarget)
+			}
+			t.row(fmt.Sprintf("peak RSS growth over the first export of %s (MiB)", mibString(int64(wl.steps)*wl.size)),
+				fmt.Sprintf("%d", o>>20), fmt.Sprintf("%d", u>>20), "", target, check)
+		}
+		fmt.Fprintf(&sb, "\n## %s\n\n", wl)
+		if wl.name == "many" {
+			if s := r.samples[sampleKey{wl.name, phaseUnrelated, ours}]; len(s) > 0 {
+				sb.WriteString("The unrelated-blobs rows export into a prefix whose blobs/ also holds blobs no manifest names (see the workload line below).\n\n")
+			}
+		}
+		sb.WriteString(t.String())
+		r.importNote(&sb, wl.name)
+	}
+	return sb.String()
+}
+
+// importNote flags an import that rebuilt steps instead of using the cache.
+func (r *results) importNote(sb *strings.Builder, wl string) {
+	for _, kind := range []string{ours, upstream} {
+		for i, br := range r.samples[sampleKey{wl, phaseImport, kind}] {
+			if br.cached != br.runs {
+				fmt.Fprintf(sb, "\nNote: %s import %d took %d of %d RUN steps from the cache.\n", kind, i+1, br.cached, br.runs)
+			}
+		}
+	}
+}
+
+// environment describes the machine and the versions measured.
+func (b *bench) environment(ctx context.Context) []string {
+	env := []string{"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC")}
+	cpu, cores := "", 0
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			if !ok {
+				continue
+			}
+			switch strings.TrimSpace(k) {
+			case "model name":
+				cpu = strings.TrimSpace(v)
+			case "processor":
+				cores++
+			}
+		}
+		f.Close()
+	}
+	mem := ""
+	if dt, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(dt), "\n") {
+			if strings.HasPrefix(l, "MemTotal:") {
+				var kb int64
+				fmt.Sscanf(strings.TrimPrefix(l, "MemTotal:"), "%d", &kb)
+				mem = fmt.Sprintf("%d GiB", kb>>20)
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	env = append(env, fmt.Sprintf("machine: %s, %d cores, %s RAM, Linux %s (shared with other work: expect noise)",
+		cpu, cores, mem, strings.TrimSpace(string(kernel))))
+	version := func(name string, args ...string) string {
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err != nil {
+			return "unknown (" + err.Error() + ")"
+		}
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return line
+	}
+	env = append(env,
+		"s3cache: "+version("git", "-C", b.root, "describe", "--always", "--dirty")+", built with "+runtime.Version(),
+		"upstream: "+version(b.buildkitdBin, "--version"),
+		"client: "+version(b.buildctlBin, "--version"),
+		"MinIO: "+version(filepath.Join(b.root, ".tools", "bin", "minio"), "--version"),
+	)
+	for _, wl := range b.res.workloads {
+		env = append(env, "workload "+wl.String())
+	}
+	env = append(env, fmt.Sprintf("unrelated blobs: %d objects of 512 bytes under the many workload's blobs/ prefix", b.unrelated))
+	return env
+}
