@@ -268,14 +268,14 @@ func TestFaultImportBrokenForGoodFailsCleanly(t *testing.T) {
 		_, descs := load(t, backend.Options{}, attrs)
 		got, err := readBlob(t, descs, ls[1].desc.Digest)
 		if err == nil || !strings.Contains(err.Error(), bad) {
-			t.Fatalf("kind %d: blob whose body always breaks: %d bytes, err %v; want an error naming it", kind, len(got), err)
+			t.Fatalf("%v: blob whose body always breaks: %d bytes, err %v; want an error naming it", kind, len(got), err)
 		}
 		if !bytes.HasPrefix(ls[1].data, got) {
-			t.Fatalf("kind %d: the failed read yielded bytes that are not the blob's", kind)
+			t.Fatalf("%v: the failed read yielded bytes that are not the blob's", kind)
 		}
 		for _, i := range []int{0, 2} {
 			if got, err := readBlob(t, descs, ls[i].desc.Digest); err != nil || !bytes.Equal(got, ls[i].data) {
-				t.Errorf("kind %d: intact blob %d: %d bytes, %v", kind, i, len(got), err)
+				t.Errorf("%v: intact blob %d: %d bytes, %v", kind, i, len(got), err)
 			}
 		}
 	}
@@ -394,4 +394,34 @@ func TestFaultLatency(t *testing.T) {
 // testOptions keep the SDK's backoff between retries short.
 func testOptions() backend.Options {
 	return backend.Options{StoreOptions: store.Options{RetryMaxBackoff: 100 * time.Millisecond}}
+}
+
+// A listing of the blobs whose body is cut short, every time, costs the
+// export and the import nothing but HEADs: both fall back to them.
+func TestFaultListingCutShortFallsBackToHeads(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 70000, 30)
+	// One blob already in the bucket, two to upload.
+	other, otherProvider := newLayers(t, 40, 50)
+	export(t, backend.Options{}, f.with("name", "old"), []layer{ls[0], other[0], other[1]}, mergedProvider{provider, otherProvider})
+
+	p, attrs := viaProxy(t, f, "name", "main")
+	listing := func(r *http.Request) bool { return r.URL.Query().Get("list-type") == "2" }
+	p.AddFault(proxytest.Fault{Kind: proxytest.Truncate, Method: "GET", Match: listing, Bytes: 200})
+	if err := tryExport(context.Background(), t, testOptions(), attrs, ls, provider); err != nil {
+		t.Fatalf("export with a broken listing: %v", err)
+	}
+	imported, descs := load(t, testOptions(), attrs)
+	if len(imported.Records) != 3 {
+		t.Fatalf("imported %d records with a broken listing, want 3", len(imported.Records))
+	}
+	for _, l := range ls {
+		if got, err := readBlob(t, descs, l.desc.Digest); err != nil || !bytes.Equal(got, l.data) {
+			t.Errorf("blob %s: %d bytes, %v", l.desc.Digest, len(got), err)
+		}
+	}
+	if countRequests(p, "HEAD", "/blobs/") == 0 || countFaulted(p) == 0 {
+		t.Fatalf("no listing was broken or no HEAD replaced it: the test exercised nothing")
+	}
+	requireBucketConsistent(t, f)
 }

@@ -231,12 +231,12 @@ func TestFaultImportBlobBodiesBrokenForGood(t *testing.T) {
 		out := t.TempDir()
 		r := s3cacheBuild(t, t.TempDir(), ctxDir, out, "--cache-from", b.specVia(p, "name=main"))
 		if r.err != nil {
-			t.Fatalf("kind %d: the build failed on unreadable blobs, it must run the steps instead: %v", kind, r)
+			t.Fatalf("%v: the build failed on unreadable blobs, it must run the steps instead: %v", kind, r)
 		}
 		requireConsistentOutput(t, out)
 		requireWarning(t, r, "s3 cache import")
 		if n := faulted(p); n == 0 {
-			t.Fatalf("kind %d: no blob GET was broken: the test injected nothing", kind)
+			t.Fatalf("%v: no blob GET was broken: the test injected nothing", kind)
 		}
 	}
 	requireBucketConsistent(t, b)

@@ -34,6 +34,25 @@ const (
 	Hang
 )
 
+func (k Kind) String() string {
+	switch k {
+	case Pass:
+		return "pass"
+	case Status:
+		return "status"
+	case ResetRequest:
+		return "reset-request"
+	case ResetResponse:
+		return "reset-response"
+	case Truncate:
+		return "truncate"
+	case Hang:
+		return "hang"
+	default:
+		return fmt.Sprintf("kind(%d)", int(k))
+	}
+}
+
 // Fault is a misbehaviour of the server behind the proxy. It applies to the
 // requests matching Method, Key and Match, at most Times of them.
 type Fault struct {
