@@ -45,7 +45,7 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 			return nil, err
 		}
 		cc := v1.NewCacheChains()
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now}, nil
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now, info: &infoMemo{}}, nil
 	}
 }
 
@@ -57,6 +57,7 @@ type exporter struct {
 	store  store.Store
 	layout store.Layout
 	now    func() time.Time
+	info   *infoMemo // content-store answers for marshalling the chains
 }
 
 func (*exporter) Name() string { return "exporting cache to Amazon S3" }
@@ -67,9 +68,9 @@ func (e *exporter) Config() remotecache.Config {
 
 // Add records a step's cache for the export, its results' providers
 // wrapped so that Finalize's marshalling asks the content store about each
-// blob once (see memoizeInfo).
+// blob once (see infoMemo).
 func (e *exporter) Add(dgst digest.Digest, deps [][]solver.CacheLink, results []solver.CacheExportResult) (solver.CacheExporterRecord, bool, error) {
-	return e.CacheExporterTarget.Add(dgst, deps, memoizeInfo(results))
+	return e.CacheExporterTarget.Add(dgst, deps, e.info.wrap(results))
 }
 
 // recheckAge bounds how long before an export a reused blob may have been

@@ -9,67 +9,68 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// memoizeInfo gives each result's provider a memory of its Info answers.
-// BuildKit's CacheChains.Marshal asks Info of every blob of a chain, again
-// for each ancestor chain and again for each record, all through the
-// chain's one provider: with n layers of mode=max that is about n³/6
-// content-store lookups (a second of the export at 60 layers), where each
-// provider needs only its chain's n answers. The results are copied, not
+// infoMemo remembers, for one export, the blobs the content store has
+// shown it holds. BuildKit's CacheChains.Marshal asks Info of every blob of
+// a chain, again for each ancestor chain and again for each record: with n
+// layers of mode=max that is about n³/6 content-store lookups (a second of
+// the export at 60 layers) for n answers. Every result's provider asks the
+// same content store, so one that has answered for a blob answers for all;
+// a failure is not remembered, so a provider that cannot serve a blob
+// still says so.
+type infoMemo struct {
+	mu    sync.Mutex
+	infos map[digest.Digest]content.Info
+}
+
+// wrap gives the results' providers the memo. The results are copied, not
 // changed in place.
-func memoizeInfo(results []solver.CacheExportResult) []solver.CacheExportResult {
+func (m *infoMemo) wrap(results []solver.CacheExportResult) []solver.CacheExportResult {
 	out := make([]solver.CacheExportResult, len(results))
 	for i, r := range results {
 		out[i] = r
 		if r.Result == nil || r.Result.Provider == nil {
 			continue
 		}
-		if _, ok := r.Result.Provider.(*infoMemo); ok {
+		if _, ok := r.Result.Provider.(*memoProvider); ok {
 			continue
 		}
 		remote := *r.Result
-		remote.Provider = &infoMemo{InfoReaderProvider: remote.Provider}
+		remote.Provider = &memoProvider{InfoReaderProvider: remote.Provider, memo: m}
 		out[i].Result = &remote
 	}
 	return out
 }
 
-// infoMemo is a provider that answers Info for a digest once; the rest it
-// passes through.
-type infoMemo struct {
+// memoProvider is a provider whose Info consults the export's memo; the
+// rest it passes through.
+type memoProvider struct {
 	content.InfoReaderProvider
-
-	mu    sync.Mutex
-	infos map[digest.Digest]infoAnswer
+	memo *infoMemo
 }
 
-type infoAnswer struct {
-	info content.Info
-	err  error
-}
-
-func (p *infoMemo) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
-	p.mu.Lock()
-	a, ok := p.infos[dgst]
-	p.mu.Unlock()
+func (p *memoProvider) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
+	p.memo.mu.Lock()
+	info, ok := p.memo.infos[dgst]
+	p.memo.mu.Unlock()
 	if ok {
-		return a.info, a.err
+		return info, nil
 	}
 	info, err := p.InfoReaderProvider.Info(ctx, dgst)
-	if ctx.Err() != nil {
-		return info, err // a cancelled lookup says nothing about the blob
+	if err != nil {
+		return info, err
 	}
-	p.mu.Lock()
-	if p.infos == nil {
-		p.infos = map[digest.Digest]infoAnswer{}
+	p.memo.mu.Lock()
+	if p.memo.infos == nil {
+		p.memo.infos = map[digest.Digest]content.Info{}
 	}
-	p.infos[dgst] = infoAnswer{info, err}
-	p.mu.Unlock()
-	return info, err
+	p.memo.infos[dgst] = info
+	p.memo.mu.Unlock()
+	return info, nil
 }
 
 // Unlazy passes through to a lazy provider (BuildKit's remotes have one),
 // which exporters may call to pull the blobs before reading them.
-func (p *infoMemo) Unlazy(ctx context.Context) error {
+func (p *memoProvider) Unlazy(ctx context.Context) error {
 	if u, ok := p.InfoReaderProvider.(interface{ Unlazy(context.Context) error }); ok {
 		return u.Unlazy(ctx)
 	}
