@@ -26,8 +26,18 @@ import (
 // NewGRPCServer returns a gRPC server with the engine's control API
 // registered, as buildkitd serves it.
 func (e *Engine) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
+	return e.newGRPCServer(true, opts...)
+}
+
+// newGRPCServer logs failed calls for a daemon; an embedded build reports
+// its own failure and doesn't log it again.
+func (e *Engine) newGRPCServer(logFailures bool, opts ...grpc.ServerOption) *grpc.Server {
+	interceptors := []grpc.UnaryServerInterceptor{grpcerrors.UnaryServerInterceptor, e.sealSecrets}
+	if logFailures {
+		interceptors = append([]grpc.UnaryServerInterceptor{logErrors}, interceptors...)
+	}
 	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(logErrors, grpcerrors.UnaryServerInterceptor, e.sealSecrets),
+		grpc.ChainUnaryInterceptor(interceptors...),
 		grpc.StreamInterceptor(grpcerrors.StreamServerInterceptor),
 		grpc.MaxRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
 		grpc.MaxSendMsgSize(defaults.DefaultMaxSendMsgSize),
@@ -52,7 +62,7 @@ func logErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler
 // daemon's clients. Close the client, then call stop.
 func (e *Engine) InProcessClient(ctx context.Context) (c *client.Client, stop func(), err error) {
 	lis := bufconn.Listen(1 << 20)
-	server := e.NewGRPCServer()
+	server := e.newGRPCServer(false)
 	go func() { _ = server.Serve(lis) }()
 	c, err = client.New(ctx, "unix:///embedded", client.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
 		return lis.DialContext(ctx)
