@@ -11,6 +11,7 @@ import (
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/util/leaseutil"
 	"github.com/moby/buildkit/worker"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -30,6 +31,17 @@ type verifyingWorker struct {
 }
 
 func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote) (cache.ImmutableRef, error) {
+	missing, err := w.missing(ctx, remote)
+	if err != nil {
+		w.warnf(ctx, "s3 cache import: %v; the step will run instead", err)
+		return nil, err
+	}
+	if len(missing) == 0 {
+		// BuildKit loads a result with each of its ancestors, the same blobs
+		// over again: only the first load fetches, and the rest need no
+		// lease (two synced database writes each).
+		return w.Worker.FromRemote(ctx, remote)
+	}
 	// A temporary lease keeps the fetched content from garbage collection
 	// until the ref made from it holds its own.
 	ctx, done, err := leaseutil.WithLease(ctx, w.LeaseManager(), leaseutil.MakeTemporary)
@@ -44,18 +56,35 @@ func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote)
 	return w.Worker.FromRemote(ctx, remote)
 }
 
+// missing are the remote's blobs the content store lacks.
+func (w *verifyingWorker) missing(ctx context.Context, remote *solver.Remote) ([]ocispecs.Descriptor, error) {
+	cs := w.ContentStore()
+	var missing []ocispecs.Descriptor
+	for _, desc := range remote.Descriptors {
+		if _, err := cs.Info(ctx, desc.Digest); err == nil {
+			continue
+		} else if !errors.Is(err, cerrdefs.ErrNotFound) {
+			return nil, fmt.Errorf("look up blob %s locally: %w", desc.Digest, err)
+		}
+		missing = append(missing, desc)
+	}
+	return missing, nil
+}
+
+// fetch copies the remote's blobs the content store lacks into it.
 func (w *verifyingWorker) fetch(ctx context.Context, remote *solver.Remote) error {
+	missing, err := w.missing(ctx, remote)
+	if err != nil {
+		return err
+	}
 	cs := w.ContentStore()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(fetchParallelism)
-	for _, desc := range remote.Descriptors {
+	for _, desc := range missing {
 		eg.Go(func() error {
-			if _, err := cs.Info(ctx, desc.Digest); err == nil {
-				return nil
-			} else if !errors.Is(err, cerrdefs.ErrNotFound) {
-				return fmt.Errorf("look up blob %s locally: %w", desc.Digest, err)
-			}
-			ra, err := remote.Provider.ReaderAt(ctx, desc)
+			// The content store checks the digest as it commits: the blob
+			// reader need not hash the bytes a second time.
+			ra, err := remote.Provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
 			if err != nil {
 				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 			}

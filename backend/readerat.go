@@ -27,6 +27,15 @@ type blobProvider struct {
 	layout store.Layout
 }
 
+type digestCheckedKey struct{}
+
+// withDigestCheckedByConsumer marks a read whose consumer checks the blob
+// against its digest itself (a content store commit does): the blob
+// reader then spares the second pass of hashing.
+func withDigestCheckedByConsumer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, digestCheckedKey{}, true)
+}
+
 func (p *blobProvider) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (content.ReaderAt, error) {
 	r := &blobReader{
 		ctx:   ctx,
@@ -35,7 +44,7 @@ func (p *blobProvider) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (
 		dgst:  desc.Digest,
 		size:  desc.Size,
 	}
-	if desc.Digest.Algorithm().Available() {
+	if checked, _ := ctx.Value(digestCheckedKey{}).(bool); !checked && desc.Digest.Algorithm().Available() {
 		r.verifier = desc.Digest.Verifier()
 	}
 	return r, nil
