@@ -77,30 +77,6 @@ func requireBucketConsistent(t *testing.T, f *fixture) {
 	}
 }
 
-// requireRetried checks that every request the proxy faulted was sent
-// again, to the same path, and that one of those got through.
-func requireRetried(t *testing.T, p *proxytest.Proxy, method string) {
-	t.Helper()
-	reqs := p.Requests()
-	faulted := 0
-	for i, r := range reqs {
-		if r.Method != method || r.Fault == "" {
-			continue
-		}
-		faulted++
-		ok := false
-		for _, later := range reqs[i+1:] {
-			ok = ok || (later.Method == method && later.Path == r.Path && later.Query.Encode() == r.Query.Encode() && later.Fault == "")
-		}
-		if !ok {
-			t.Errorf("%s %s?%s got %q and was never sent again successfully", r.Method, r.Path, r.Query.Encode(), r.Fault)
-		}
-	}
-	if faulted == 0 {
-		t.Fatalf("no %s request was faulted: the test injected nothing", method)
-	}
-}
-
 func manifestBytes(t *testing.T, f *fixture, name string) []byte {
 	t.Helper()
 	dt, err := store.ReadAll(context.Background(), f.store, "manifests/"+name, 1<<20)
@@ -123,8 +99,8 @@ func TestFaultExportRetriesTransientErrors(t *testing.T) {
 	if err := tryExport(context.Background(), t, testOptions(), attrs, ls, provider); err != nil {
 		t.Fatalf("export under a burst of 5xx: %v", err)
 	}
-	requireRetried(t, p, "PUT")
-	requireRetried(t, p, "GET")
+	p.RequireRetried(t, "PUT")
+	p.RequireRetried(t, "GET")
 	requireBucketConsistent(t, f)
 	imported, _ := load(t, backend.Options{}, f.with("name", "main"))
 	if len(imported.Records) != 3 {
@@ -144,7 +120,7 @@ func TestFaultExportConnectionResetMidUpload(t *testing.T) {
 	if err := tryExport(context.Background(), t, opts, attrs, ls, provider); err != nil {
 		t.Fatalf("export with resets mid-upload: %v", err)
 	}
-	requireRetried(t, p, "PUT")
+	p.RequireRetried(t, "PUT")
 	requireBucketConsistent(t, f)
 }
 
@@ -318,7 +294,7 @@ func TestFaultImportRetriesTransientErrors(t *testing.T) {
 			t.Errorf("blob %s: %d bytes, %v", l.desc.Digest, len(got), err)
 		}
 	}
-	requireRetried(t, p, "GET")
+	p.RequireRetried(t, "GET")
 	faultedListings := 0
 	for _, r := range p.Requests() {
 		if r.Fault != "" && r.Query.Get("list-type") == "2" {

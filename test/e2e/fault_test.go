@@ -75,30 +75,6 @@ func requireBucketConsistent(t *testing.T, b bucket) {
 	}
 }
 
-// requireRetried checks that each request of method the proxy faulted was
-// sent again to the same key, and got through.
-func requireRetried(t *testing.T, p *proxytest.Proxy, method string) {
-	t.Helper()
-	reqs := p.Requests()
-	faulted := 0
-	for i, r := range reqs {
-		if r.Method != method || r.Fault == "" {
-			continue
-		}
-		faulted++
-		ok := false
-		for _, later := range reqs[i+1:] {
-			ok = ok || (later.Method == method && later.Path == r.Path && later.Query.Encode() == r.Query.Encode() && later.Fault == "")
-		}
-		if !ok {
-			t.Errorf("%s %s got %q and never went through on a retry", r.Method, r.Path, r.Fault)
-		}
-	}
-	if faulted == 0 {
-		t.Fatalf("no %s request was faulted: the test injected nothing", method)
-	}
-}
-
 // importFresh rebuilds from the cache in a fresh engine, straight at MinIO:
 // every RUN step comes from the cache and the output is the first build's.
 func importFresh(t *testing.T, b bucket, ctxDir, firstOut string) {
@@ -127,8 +103,8 @@ func TestFaultExportUnder503Burst(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("export under a 5xx burst: %v", r)
 	}
-	requireRetried(t, p, "PUT")
-	requireRetried(t, p, "GET")
+	p.RequireRetried(t, "PUT")
+	p.RequireRetried(t, "GET")
 	requireBucketConsistent(t, b)
 	importFresh(t, b, ctxDir, out)
 }
@@ -144,7 +120,7 @@ func TestFaultExportConnectionResets(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("export with connections reset mid-upload: %v", r)
 	}
-	requireRetried(t, p, "PUT")
+	p.RequireRetried(t, "PUT")
 	requireBucketConsistent(t, b)
 	importFresh(t, b, ctxDir, out)
 }

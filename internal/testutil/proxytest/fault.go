@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -339,5 +340,29 @@ func tcpConn(c net.Conn) (*net.TCPConn, bool) {
 		default:
 			return nil, false
 		}
+	}
+}
+
+// RequireRetried checks that every request of method the proxy faulted was
+// sent again to the same path and query, and that a retry got through.
+func (p *Proxy) RequireRetried(t testing.TB, method string) {
+	t.Helper()
+	reqs := p.Requests()
+	faulted := 0
+	for i, r := range reqs {
+		if r.Method != method || r.Fault == "" {
+			continue
+		}
+		faulted++
+		ok := false
+		for _, later := range reqs[i+1:] {
+			ok = ok || (later.Method == method && later.Path == r.Path && later.Query.Encode() == r.Query.Encode() && later.Fault == "")
+		}
+		if !ok {
+			t.Errorf("%s %s?%s got %q and never went through on a retry", r.Method, r.Path, r.Query.Encode(), r.Fault)
+		}
+	}
+	if faulted == 0 {
+		t.Fatalf("no %s request was faulted: the test injected nothing", method)
 	}
 }
