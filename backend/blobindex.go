@@ -49,9 +49,11 @@ func (x *blobIndex) stat(ctx context.Context, key string) (store.Object, error) 
 // as listing stays cheaper: after each page it estimates, from how far into
 // the key space the listing has come, the pages left, and stops when they
 // would cost more than HEADs for the keys not yet covered, sent parallel
-// at a time. A prefix crowded with other blobs thus costs about one page
-// more than HEADs alone. A listing that fails (a policy without
-// s3:ListBucket, say) leaves every key to a HEAD; warn reports it.
+// at a time. Where the store lists a page of a chosen size, the first page
+// is only a few times the number of keys: enough for a prefix that holds
+// little else, and cheap to find out that a prefix is crowded with other
+// blobs. A listing that fails (a policy without s3:ListBucket, say) leaves
+// every key to a HEAD; warn reports it.
 func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, parallel int, warn func(error)) *blobIndex {
 	x := &blobIndex{st: st, objs: map[string]store.Object{}}
 	if len(keys) == 0 {
@@ -65,30 +67,40 @@ func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, 
 	for _, k := range sorted {
 		want[k] = true
 	}
+	// worthGoingOn says, at the end of a page, whether more listing beats
+	// HEADs for the keys past o.Key.
 	listed := 0
-	err := st.List(ctx, dir, func(o store.Object) error {
+	worthGoingOn := func(o store.Object) bool {
+		covered, _ := slices.BinarySearch(sorted, o.Key+"\x00")
+		left := len(sorted) - covered
+		if left == 0 {
+			return false
+		}
+		fraction := keyspaceFraction(strings.TrimPrefix(o.Key, dir), covered, len(sorted))
+		pagesLeft := float64(listed) * (1 - fraction) / fraction / listPageSize
+		headRounds := math.Ceil(float64(left) / float64(max(parallel, 1)))
+		return pagesLeft*listPageCost <= headRounds
+	}
+	record := func(o store.Object) {
 		listed++
 		if want[o.Key] {
 			x.objs[o.Key] = o
 		}
 		x.through = o.Key
-		if listed%listPageSize != 0 {
+	}
+
+	var err error
+	if pl, ok := st.(store.PageLister); ok {
+		err = listPages(ctx, pl, dir, min(max(4*len(sorted), 100), listPageSize), record, worthGoingOn)
+	} else {
+		err = st.List(ctx, dir, func(o store.Object) error {
+			record(o)
+			if listed%listPageSize == 0 && !worthGoingOn(o) {
+				return errStopListing
+			}
 			return nil
-		}
-		// A page ends here: keys up to o.Key are known.
-		covered, _ := slices.BinarySearch(sorted, o.Key+"\x00")
-		left := len(sorted) - covered
-		if left == 0 {
-			return errStopListing
-		}
-		fraction := keyspaceFraction(strings.TrimPrefix(o.Key, dir), covered, len(sorted))
-		pagesLeft := float64(listed/listPageSize) * (1 - fraction) / fraction
-		headRounds := math.Ceil(float64(left) / float64(max(parallel, 1)))
-		if pagesLeft*listPageCost > headRounds {
-			return errStopListing
-		}
-		return nil
-	})
+		})
+	}
 	switch {
 	case err == nil:
 		x.complete = true
@@ -100,6 +112,28 @@ func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, 
 		return &blobIndex{st: st}
 	}
 	return x
+}
+
+// listPages lists dir a page at a time, the first of first objects, the
+// rest full, while goOn says so after each; errStopListing when it stopped.
+func listPages(ctx context.Context, pl store.PageLister, dir string, first int, record func(store.Object), goOn func(last store.Object) bool) error {
+	token, limit := "", first
+	for {
+		objs, next, err := pl.ListPage(ctx, dir, token, limit)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			record(o)
+		}
+		if next == "" {
+			return nil
+		}
+		if len(objs) == 0 || !goOn(objs[len(objs)-1]) {
+			return errStopListing
+		}
+		token, limit = next, listPageSize
+	}
 }
 
 // keyspaceFraction estimates how much of the blobs prefix a listing has

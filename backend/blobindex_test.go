@@ -202,3 +202,76 @@ func TestKeyspaceFraction(t *testing.T) {
 		}
 	}
 }
+
+// pageCounter is a bucket listed a page at a time, counting the pages, the
+// objects they held and the HEADs.
+type pageCounter struct {
+	*storetest.Memory
+	mu                   sync.Mutex
+	pages, listed, stats int
+	limits               []int
+}
+
+func (c *pageCounter) Stat(ctx context.Context, key string) (store.Object, error) {
+	c.mu.Lock()
+	c.stats++
+	c.mu.Unlock()
+	return c.Memory.Stat(ctx, key)
+}
+
+func (c *pageCounter) ListPage(ctx context.Context, prefix, token string, limit int) ([]store.Object, string, error) {
+	objs, next, err := c.Memory.ListPage(ctx, prefix, token, limit)
+	c.mu.Lock()
+	c.pages++
+	c.listed += len(objs)
+	c.limits = append(c.limits, limit)
+	c.mu.Unlock()
+	return objs, next, err
+}
+
+func pagedBucket(t *testing.T, ours, unrelated int) (*pageCounter, []string) {
+	t.Helper()
+	st, keys := bucketWith(t, ours, unrelated)
+	return &pageCounter{Memory: st.Store.(*storetest.Memory)}, keys
+}
+
+// Listed a page at a time, a warm or cold export's prefix takes one small page.
+func TestIndexBlobsPagedSmallPrefix(t *testing.T) {
+	for _, ours := range []int{62, 0} {
+		st, keys := pagedBucket(t, 62, 0)
+		if ours == 0 {
+			st = &pageCounter{Memory: storetest.NewMemory()}
+		}
+		x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+		if !x.complete || st.pages != 1 || st.stats != 0 || st.limits[0] != 4*62 {
+			t.Fatalf("%d of ours: complete %v after %d pages (limits %v) and %d HEADs, want one page of 248 and no HEAD", ours, x.complete, st.pages, st.limits, st.stats)
+		}
+		if ours > 0 {
+			answers(t, x, keys, 4)
+		}
+	}
+}
+
+// A few keys in a prefix crowded with 10,000 other blobs: one page of 100
+// tells the listing would be long, and HEADs do the rest.
+func TestIndexBlobsPagedCrowdedPrefix(t *testing.T) {
+	st, keys := pagedBucket(t, 12, 10000)
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	answers(t, x, keys, 4)
+	if st.pages != 1 || st.listed != 100 {
+		t.Fatalf("%d pages of %d objects, want 1 of 100", st.pages, st.listed)
+	}
+	if st.stats > len(keys)+1 {
+		t.Fatalf("%d HEADs for %d keys", st.stats, len(keys))
+	}
+}
+
+// Many keys in a crowded prefix: the listing goes on in full pages.
+func TestIndexBlobsPagedManyKeys(t *testing.T) {
+	st, keys := pagedBucket(t, 3000, 5000)
+	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	answers(t, x, keys, 4)
+	if !x.complete || st.stats != 0 || st.pages != 8 || st.limits[1] != 1000 {
+		t.Fatalf("complete %v, %d HEADs, %d pages (limits %v); want a complete listing in 8 pages and no HEAD", x.complete, st.stats, st.pages, st.limits)
+	}
+}

@@ -1,7 +1,10 @@
 package backend_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/internal/testutil/proxytest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 	"github.com/s3cache/s3cache/store/storetest"
@@ -116,5 +120,46 @@ func TestExportsListInsteadOfHEADs(t *testing.T) {
 		if _, err := readBlob(t, descs, l.desc.Digest); err != nil {
 			t.Fatalf("blob %s: %v", l.desc.Digest, err)
 		}
+	}
+}
+
+// requests counts the listing requests (and their max-keys) and HEADs the
+// proxy saw.
+func requests(p *proxytest.Proxy) (listings []string, heads int) {
+	for _, r := range p.Requests() {
+		switch {
+		case r.Method == http.MethodHead:
+			heads++
+		case r.Method == http.MethodGet && r.Query.Get("list-type") == "2":
+			listings = append(listings, r.Query.Get("max-keys"))
+		}
+	}
+	return listings, heads
+}
+
+// On S3, exports list the blobs a page at a time: a cold or warm export of
+// a prefix holding little else takes one small page and no HEAD; a prefix
+// crowded with other blobs takes one small page, then HEADs.
+func TestExportsListingOnTheWire(t *testing.T) {
+	f := newFixture(t, nil)
+	ls, provider := newLayers(t, 10, 20, 30)
+	for _, run := range []string{"cold", "warm"} {
+		p, attrs := viaProxy(t, f, "name", "main")
+		export(t, backend.Options{}, attrs, ls, provider)
+		if listings, heads := requests(p); len(listings) != 1 || listings[0] != "100" || heads != 0 {
+			t.Fatalf("%s export: listings with max-keys %v and %d HEADs, want one of 100 and none", run, listings, heads)
+		}
+	}
+	ctx := context.Background()
+	for i := range 300 {
+		key := fmt.Sprintf("blobs/sha256:%064x", i)
+		if err := f.store.Put(ctx, key, bytes.NewReader([]byte("other")), 5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, attrs := viaProxy(t, f, "name", "main")
+	export(t, backend.Options{}, attrs, ls, provider)
+	if listings, heads := requests(p); len(listings) != 1 || heads > len(ls) {
+		t.Fatalf("export to a crowded prefix: listings with max-keys %v and %d HEADs, want one page and at most %d HEADs", listings, heads, len(ls))
 	}
 }

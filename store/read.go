@@ -37,6 +37,31 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(Object) error) err
 	return nil
 }
 
+// ListPage returns up to limit objects under prefix after token's page, in
+// key order, and the next page's token (empty after the last page).
+func (s *S3) ListPage(ctx context.Context, prefix, token string, limit int) ([]Object, string, error) {
+	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix, MaxKeys: aws.Int32(int32(min(max(limit, 1), 1000)))}
+	if token != "" {
+		in.ContinuationToken = &token
+	}
+	out, err := s.client.ListObjectsV2(ctx, in)
+	if err != nil {
+		return nil, "", s.wrapErr("list", prefix, err)
+	}
+	objs := make([]Object, 0, len(out.Contents))
+	for _, o := range out.Contents {
+		objs = append(objs, Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified)})
+	}
+	next := ""
+	if aws.ToBool(out.IsTruncated) {
+		next = aws.ToString(out.NextContinuationToken)
+		if next == "" {
+			return nil, "", fmt.Errorf("s3 list %s: truncated page without a continuation token", prefix)
+		}
+	}
+	return objs, next, nil
+}
+
 // Get reads length bytes from offset (length < 0: to the end). The body
 // fails with io.ErrUnexpectedEOF if it ends before its Content-Length.
 func (s *S3) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {

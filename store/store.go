@@ -45,6 +45,15 @@ type Store interface {
 	Delete(ctx context.Context, keys []string) error
 }
 
+// PageLister is a Store that also lists a page at a time, of a size the
+// caller chooses: a caller that may stop early need not pay for a full page.
+type PageLister interface {
+	// ListPage returns up to limit objects whose key starts with prefix, in
+	// key order, from where token left off (empty: the start), and the token
+	// of the next page (empty: this was the last).
+	ListPage(ctx context.Context, prefix, token string, limit int) (objs []Object, next string, err error)
+}
+
 // Layout maps blobs and manifests to keys: <prefix><blobs_prefix><digest> and
 // <prefix><manifests_prefix><name>, as upstream BuildKit does.
 type Layout struct {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -24,7 +25,10 @@ type memObject struct {
 	mod  time.Time
 }
 
-var _ store.Store = (*Memory)(nil)
+var (
+	_ store.Store      = (*Memory)(nil)
+	_ store.PageLister = (*Memory)(nil)
+)
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory { return &Memory{objs: map[string]memObject{}} }
@@ -66,6 +70,32 @@ func (m *Memory) List(ctx context.Context, prefix string, fn func(store.Object) 
 	}
 	return nil
 }
+
+// ListPage pages through List; the token is the last key of the page before.
+func (m *Memory) ListPage(ctx context.Context, prefix, token string, limit int) ([]store.Object, string, error) {
+	var page []store.Object
+	more := false
+	err := m.List(ctx, prefix, func(o store.Object) error {
+		if o.Key <= token {
+			return nil
+		}
+		if len(page) == max(limit, 1) {
+			more = true
+			return errPageFull
+		}
+		page = append(page, o)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return nil, "", err
+	}
+	if !more {
+		return page, "", nil
+	}
+	return page, page[len(page)-1].Key, nil
+}
+
+var errPageFull = errors.New("page full")
 
 func (m *Memory) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
 	if err := ctx.Err(); err != nil {

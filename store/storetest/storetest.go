@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, cfg Config) {
 		{"RangedGet", testRangedGet},
 		{"Missing", testMissing},
 		{"List", testList},
+		{"ListPage", testListPage},
 		{"Overwrite", testOverwrite},
 		{"Large", func(t *testing.T, st store.Store) { testLarge(t, st, cfg.LargeSize) }},
 		{"FailedPutKeepsOld", func(t *testing.T, st store.Store) { testFailedPut(t, st, cfg.LargeSize) }},
@@ -204,6 +205,56 @@ func testList(t *testing.T, st store.Store) {
 	err := st.List(ctxT(t), "", func(store.Object) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("list with a failing callback: err = %v after %d calls, want the callback's error after 1", err, calls)
+	}
+}
+
+// testListPage pages through a listing in pages of several sizes, where
+// the store is a store.PageLister.
+func testListPage(t *testing.T, st store.Store) {
+	pl, ok := st.(store.PageLister)
+	if !ok {
+		t.Skip("not a store.PageLister")
+	}
+	var want []string
+	for i := range 7 {
+		k := fmt.Sprintf("p/%02d", i)
+		want = append(want, k)
+		put(t, st, k, Data(int64(i), byte(i)))
+	}
+	put(t, st, "q/0", Data(1, 1))
+	for _, limit := range []int{1, 3, 7, 1000} {
+		var got []string
+		token, pages := "", 0
+		for {
+			objs, next, err := pl.ListPage(ctxT(t), "p/", token, limit)
+			if err != nil {
+				t.Fatalf("list page %d of %d: %v", pages, limit, err)
+			}
+			pages++
+			if len(objs) > limit {
+				t.Fatalf("page of %d objects with a limit of %d", len(objs), limit)
+			}
+			for _, o := range objs {
+				got = append(got, o.Key)
+				if o.Size != int64(slices.Index(want, o.Key)) || o.LastModified.IsZero() {
+					t.Errorf("list page: %+v, want its size and a modification time", o)
+				}
+			}
+			if next == "" {
+				break
+			}
+			if pages > len(want)+1 {
+				t.Fatalf("listing in pages of %d does not end", limit)
+			}
+			token = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("pages of %d listed %q, want %q", limit, got, want)
+		}
+	}
+	objs, next, err := pl.ListPage(ctxT(t), "none/", "", 10)
+	if err != nil || len(objs) != 0 || next != "" {
+		t.Fatalf("empty listing: %v, %q, %v", objs, next, err)
 	}
 }
 
