@@ -299,11 +299,20 @@ func (b *bench) environment(ctx context.Context) []string {
 		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 		return line
 	}
+	// The tools are built with go build, which stamps no version: the pins
+	// they were built from say it.
+	pins := map[string]string{}
+	if dt, err := os.ReadFile(filepath.Join(b.root, "scripts", "versions.sh")); err == nil {
+		for _, l := range strings.Split(string(dt), "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok && !strings.HasPrefix(k, "#") {
+				pins[k], _, _ = strings.Cut(v, " ")
+			}
+		}
+	}
 	env = append(env,
 		"s3cache: "+version("git", "-C", b.root, "describe", "--always", "--dirty")+", built with "+runtime.Version(),
-		"upstream: "+version(b.buildkitdBin, "--version"),
-		"client: "+version(b.buildctlBin, "--version"),
-		"MinIO: "+version(filepath.Join(b.root, ".tools", "bin", "minio"), "--version"),
+		"upstream: buildkitd and buildctl built from github.com/moby/buildkit "+pins["BUILDKIT_VERSION"],
+		"MinIO: github.com/minio/minio "+pins["MINIO_VERSION"],
 	)
 	for _, wl := range b.res.workloads {
 		env = append(env, "workload "+wl.String())
