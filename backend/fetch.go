@@ -49,7 +49,7 @@ func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote)
 		return nil, fmt.Errorf("s3 cache import: lease for fetched blobs: %w", err)
 	}
 	defer done(context.WithoutCancel(ctx))
-	if err := w.fetch(ctx, remote); err != nil {
+	if err := w.fetch(ctx, remote.Provider, missing); err != nil {
 		w.warnf(ctx, "s3 cache import: %v; the step will run instead", err)
 		return nil, err
 	}
@@ -71,12 +71,9 @@ func (w *verifyingWorker) missing(ctx context.Context, remote *solver.Remote) ([
 	return missing, nil
 }
 
-// fetch copies the remote's blobs the content store lacks into it.
-func (w *verifyingWorker) fetch(ctx context.Context, remote *solver.Remote) error {
-	missing, err := w.missing(ctx, remote)
-	if err != nil {
-		return err
-	}
+// fetch copies the missing blobs from provider into the content store; a
+// blob another load committed meanwhile is no error for WriteBlob.
+func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, missing []ocispecs.Descriptor) error {
 	cs := w.ContentStore()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(fetchParallelism)
@@ -84,7 +81,7 @@ func (w *verifyingWorker) fetch(ctx context.Context, remote *solver.Remote) erro
 		eg.Go(func() error {
 			// The content store checks the digest as it commits: the blob
 			// reader need not hash the bytes a second time.
-			ra, err := remote.Provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
+			ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
 			if err != nil {
 				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 			}

@@ -77,7 +77,7 @@ func TestFetchFailsAtOnceAndResumesLater(t *testing.T) {
 	w := &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
 	remote := &solver.Remote{Descriptors: []ocispecs.Descriptor{desc}, Provider: p}
 
-	err = w.fetch(ctx, remote)
+	err = w.fetch(ctx, remote.Provider, remote.Descriptors)
 	if err == nil || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("fetch through a reader that keeps breaking: err = %v, want the connection reset", err)
 	}
@@ -89,7 +89,7 @@ func TestFetchFailsAtOnceAndResumesLater(t *testing.T) {
 	}
 
 	p.failing.Store(false)
-	if err := w.fetch(ctx, remote); err != nil {
+	if err := w.fetch(ctx, remote.Provider, remote.Descriptors); err != nil {
 		t.Fatalf("fetch once the reader works: %v", err)
 	}
 	ra, err := cs.ReaderAt(ctx, desc)

@@ -168,15 +168,20 @@ func (i *Importer) chainsOf(ctx context.Context, config cacheimporttypes.CacheCo
 // presentBlobs reports which layer blobs exist with the size the manifest says.
 func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.CacheLayer) (map[string]bool, error) {
 	type result struct {
-		dgst string
-		ok   bool
+		dgst  string
+		valid bool // a well-formed digest, checked in the bucket
+		ok    bool
 	}
 	results := make([]result, len(layers))
 	var keys []string
-	for _, l := range layers {
-		if l.Blob.Validate() == nil {
-			keys = append(keys, i.layout.BlobKey(l.Blob.String()))
+	for idx, l := range layers {
+		results[idx].dgst = l.Blob.String()
+		if err := l.Blob.Validate(); err != nil {
+			i.opts.warnf(ctx, "s3 cache import: layer blob %q is not a valid digest; skipped", results[idx].dgst)
+			continue
 		}
+		results[idx].valid = true
+		keys = append(keys, i.layout.BlobKey(results[idx].dgst))
 	}
 	// One listing of the blobs where that is cheaper than a HEAD each.
 	index := indexBlobs(ctx, i.store, i.layout.BlobsDir(), keys, statParallelism, func(err error) {
@@ -185,12 +190,10 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(statParallelism)
 	for idx, l := range layers {
-		dgst := l.Blob.String()
-		results[idx].dgst = dgst
-		if err := l.Blob.Validate(); err != nil {
-			i.opts.warnf(ctx, "s3 cache import: layer blob %q is not a valid digest; skipped", dgst)
-			continue
+		if !results[idx].valid {
+			continue // warned above
 		}
+		dgst := results[idx].dgst
 		eg.Go(func() error {
 			obj, err := index.stat(ctx, i.layout.BlobKey(dgst))
 			switch {

@@ -194,6 +194,15 @@ func run(nCaches, nBase, perBase, nOwn, nOrphans, size int) error {
 		return nil
 	}
 	inv := inventory.Options{}
+	// prune plans and executes, as `s3cache prune` does.
+	prune := func(opts gc.Options) (*gc.Result, error) {
+		pr := gc.New(st, l, opts)
+		plan, err := pr.Plan(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return pr.Execute(ctx, plan)
+	}
 	steps := []struct {
 		name string
 		fn   func() (string, error)
@@ -227,36 +236,21 @@ func run(nCaches, nBase, perBase, nOwn, nOrphans, size int) error {
 			return fmt.Sprintf("would delete %d blobs", plan.Sweep.Objects), nil
 		}},
 		{"prune --grace 0s", func() (string, error) {
-			pr := gc.New(st, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit})
-			plan, err := pr.Plan(ctx)
-			if err != nil {
-				return "", err
-			}
-			res, err := pr.Execute(ctx, plan)
+			res, err := prune(gc.Options{Grace: 0, KeepStorage: gc.NoLimit})
 			if err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("deleted %d blobs (%s)", res.Deleted.Objects, inventory.FormatBytes(res.Deleted.Bytes)), nil
 		}},
 		{"prune --grace 0s (nothing left)", func() (string, error) {
-			pr := gc.New(st, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit})
-			plan, err := pr.Plan(ctx)
-			if err != nil {
-				return "", err
-			}
-			res, err := pr.Execute(ctx, plan)
+			res, err := prune(gc.Options{Grace: 0, KeepStorage: gc.NoLimit})
 			if err != nil {
 				return "", err
 			}
 			return fmt.Sprintf("deleted %d blobs", res.Deleted.Objects), nil
 		}},
 		{"prune --keep-duration 1ns --grace 0s", func() (string, error) {
-			pr := gc.New(st, l, gc.Options{Grace: 0, KeepDuration: time.Nanosecond, KeepStorage: gc.NoLimit})
-			plan, err := pr.Plan(ctx)
-			if err != nil {
-				return "", err
-			}
-			res, err := pr.Execute(ctx, plan)
+			res, err := prune(gc.Options{Grace: 0, KeepDuration: time.Nanosecond, KeepStorage: gc.NoLimit})
 			if err != nil {
 				return "", err
 			}
