@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,22 +129,41 @@ func parseProgress(r io.Reader) (buildResult, error) {
 	return res, nil
 }
 
+// debugVertexes prints each vertex and status with its start and end as
+// offsets from the build's first event, for BENCH_DEBUG.
 func debugVertexes(r io.Reader) {
+	type line struct {
+		start, end time.Time
+		text       string
+	}
+	var lines []line
+	var t0 time.Time
+	first := func(t *time.Time) {
+		if t != nil && (t0.IsZero() || t.Before(t0)) {
+			t0 = *t
+		}
+	}
 	dec := json.NewDecoder(r)
 	for {
 		var st client.SolveStatus
 		if err := dec.Decode(&st); err != nil {
-			return
+			break
 		}
 		for _, v := range st.Vertexes {
-			if v.Completed != nil {
-				fmt.Fprintf(os.Stderr, "V %v cached=%v %s\n", v.Completed.Sub(*v.Started), v.Cached, v.Name)
+			first(v.Started)
+			if v.Completed != nil && v.Started != nil {
+				lines = append(lines, line{*v.Started, *v.Completed, fmt.Sprintf("V cached=%v %s", v.Cached, v.Name)})
 			}
 		}
 		for _, s := range st.Statuses {
+			first(s.Started)
 			if s.Completed != nil && s.Started != nil {
-				fmt.Fprintf(os.Stderr, "  S %v %s\n", s.Completed.Sub(*s.Started), s.ID)
+				lines = append(lines, line{*s.Started, *s.Completed, "  S " + s.ID})
 			}
 		}
+	}
+	slices.SortStableFunc(lines, func(a, b line) int { return a.start.Compare(b.start) })
+	for _, l := range lines {
+		fmt.Fprintf(os.Stderr, "%8.3f %8.3f %s\n", l.start.Sub(t0).Seconds(), l.end.Sub(t0).Seconds(), l.text)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +32,8 @@ type daemon struct {
 	cmd  *exec.Cmd
 	log  *os.File
 	done chan struct{}
+	// debugAddr is the daemon's --debugaddr with BENCH_TRACE set, else empty.
+	debugAddr string
 }
 
 // startDaemon starts a daemon of kind with a fresh state directory under
@@ -49,6 +54,15 @@ func (b *bench) startDaemon(ctx context.Context, kind, name string) (*daemon, er
 	default:
 		return nil, fmt.Errorf("unknown daemon kind %q", kind)
 	}
+	var debugAddr string
+	if os.Getenv("BENCH_TRACE") != "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		debugAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		cmd.Args = append(cmd.Args, "--debugaddr", debugAddr)
+	}
 	log, err := os.Create(filepath.Join(dir, "daemon.log"))
 	if err != nil {
 		return nil, fmt.Errorf("daemon log: %w", err)
@@ -61,7 +75,7 @@ func (b *bench) startDaemon(ctx context.Context, kind, name string) (*daemon, er
 		log.Close()
 		return nil, fmt.Errorf("start %s daemon: %w", kind, err)
 	}
-	d := &daemon{kind: kind, dir: dir, addr: addr, cmd: cmd, log: log, done: make(chan struct{})}
+	d := &daemon{kind: kind, dir: dir, addr: addr, cmd: cmd, log: log, done: make(chan struct{}), debugAddr: debugAddr}
 	go func() { _ = cmd.Wait(); close(d.done) }()
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -102,6 +116,47 @@ func (d *daemon) stop() {
 	// Snapshots may hold leftover mounts; what cannot be removed stays in
 	// the work directory, which the bench removes at the end.
 	_ = os.RemoveAll(filepath.Join(d.dir, "root"))
+}
+
+// traceFor records a Go execution trace of the daemon for the next
+// seconds into path, in the background; wait for it with the returned
+// function. Without BENCH_TRACE it does nothing.
+func (d *daemon) traceFor(ctx context.Context, seconds int, path string) (wait func()) {
+	if d.debugAddr == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", d.debugAddr, seconds)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "trace %s: %v\n", d.kind, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+		fmt.Fprintf(os.Stderr, "trace of %s daemon in %s\n", d.kind, path)
+	}()
+	return func() { <-done }
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // peakRSS is the daemon's VmHWM: the most resident memory it has held.

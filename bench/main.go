@@ -323,9 +323,11 @@ func (b *bench) measureImports(ctx context.Context, wl *workload) error {
 				return err
 			}
 			out := filepath.Join(b.work, name+"-out")
+			wait := d.traceFor(ctx, 10, filepath.Join(b.work, name+".trace"))
 			r, err := b.build(ctx, d, wl,
 				"--import-cache", b.cacheAttrs(fmt.Sprintf("%s/%s/r%d/", wl.name, kind, rep)),
 				"--output", "type=local,dest="+out)
+			wait()
 			d.stop()
 			_ = os.RemoveAll(out)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/debugserver"
 	"github.com/s3cache/s3cache/engine"
 )
 
@@ -29,6 +30,7 @@ type daemonFlags struct {
 	debug       bool
 	tls         engine.TLSFiles
 	snapshotter string
+	debugAddr   string
 }
 
 func newDaemonCommand() *cobra.Command {
@@ -50,6 +52,7 @@ s3cache's; local, registry, inline, gha and azblob are BuildKit's.`,
 	fl.StringVar(&f.tls.Key, "tlskey", "", "Key file for tcp:// addresses")
 	fl.StringVar(&f.tls.CA, "tlscacert", "", "CA certificate that client certificates must chain to")
 	fl.StringVar(&f.snapshotter, "snapshotter", "auto", "Snapshotter: auto (overlayfs where it works, else native), overlayfs or native")
+	fl.StringVar(&f.debugAddr, "debugaddr", "", "Serve Go profiling endpoints (/debug/pprof/, /debug/vars) on host:port; keep it on loopback")
 	return cmd
 }
 
@@ -77,12 +80,26 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 		}
 		listeners = append(listeners, l)
 	}
+	var debugListener net.Listener
+	if f.debugAddr != "" {
+		l, err := debugserver.Listen(f.debugAddr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		debugListener = l
+	}
 	engineCtx, cancelEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelEngine()
 	e, err := engine.New(engineCtx, engine.Options{Root: f.root, Snapshotter: f.snapshotter, Cache: engineCacheOptions(), GC: true})
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
+		}
+		if debugListener != nil {
+			debugListener.Close()
 		}
 		return err
 	}
@@ -97,6 +114,10 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 			}
 			return nil
 		})
+	}
+	if debugListener != nil {
+		bklog.L.Infof("s3cache daemon debug endpoints on http://%s/debug/pprof/", debugListener.Addr())
+		eg.Go(func() error { return debugserver.Serve(egCtx, debugListener) })
 	}
 	eg.Go(func() error {
 		<-egCtx.Done()
