@@ -20,9 +20,6 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// fetchParallelism bounds the blobs of one cache result fetched at once.
-const fetchParallelism = 4
-
 // verifyingWorker fetches a cache result's blobs into the worker's content
 // store, where their digests are verified, before BuildKit loads the
 // result. A blob that is missing, damaged or unreadable then fails the
@@ -76,11 +73,54 @@ func (w *verifyingWorker) fromRemote(ctx context.Context, remote *solver.Remote)
 		return nil, fmt.Errorf("s3 cache import: lease for fetched blobs: %w", err)
 	}
 	defer done(context.WithoutCancel(ctx))
-	if err := w.fetch(ctx, remote.Provider, missing); err != nil {
+	// BuildKit's refs are lazy: made now, they read no blob until unpacked.
+	ref, err := w.Worker.FromRemote(ctx, remote)
+	if err != nil {
 		w.warnf(ctx, "s3 cache import: %v; the step will run instead", err)
 		return nil, err
 	}
-	return w.Worker.FromRemote(ctx, remote)
+	if err := w.fetchAndUnpack(ctx, remote, missing, ref); err != nil {
+		_ = ref.Release(context.WithoutCancel(ctx))
+		w.warnf(ctx, "s3 cache import: %v; the step will run instead", err)
+		return nil, err
+	}
+	return ref, nil
+}
+
+// fetchAndUnpack fetches the missing blobs and unpacks ref's layers, root
+// first, each as soon as its blob is in: unpacking overlaps the fetches
+// instead of waiting for all of them, as BuildKit's own lazy pulls do.
+func (w *verifyingWorker) fetchAndUnpack(ctx context.Context, remote *solver.Remote, missing []ocispecs.Descriptor, ref cache.ImmutableRef) error {
+	layers := ref.LayerChain()
+	defer layers.Release(context.WithoutCancel(ctx))
+	if len(layers) != len(remote.Descriptors) {
+		// Not a plain layer chain: fetch only, BuildKit unpacks later.
+		return w.fetch(ctx, remote.Provider, missing, nil)
+	}
+	landed := make(map[digest.Digest]chan struct{}, len(missing))
+	for _, desc := range missing {
+		landed[desc.Digest] = make(chan struct{})
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		return w.fetch(ctx, remote.Provider, missing, func(d digest.Digest) { close(landed[d]) })
+	})
+	eg.Go(func() error {
+		for i, l := range layers {
+			if ch, ok := landed[remote.Descriptors[i].Digest]; ok {
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if err := l.Extract(ctx, nil); err != nil {
+				return fmt.Errorf("unpack layer %s: %w", remote.Descriptors[i].Digest, err)
+			}
+		}
+		return nil
+	})
+	return eg.Wait()
 }
 
 // chainKeys are keys for each prefix of a layer chain: keys[i] names the
@@ -184,7 +224,12 @@ func descHandlers(ctx context.Context, remote *solver.Remote) cache.DescHandlers
 func (w *verifyingWorker) missing(ctx context.Context, remote *solver.Remote) ([]ocispecs.Descriptor, error) {
 	cs := w.ContentStore()
 	var missing []ocispecs.Descriptor
+	seen := map[digest.Digest]bool{}
 	for _, desc := range remote.Descriptors {
+		if seen[desc.Digest] {
+			continue // a blob a chain holds twice is fetched once
+		}
+		seen[desc.Digest] = true
 		if _, err := cs.Info(ctx, desc.Digest); err == nil {
 			continue
 		} else if !errors.Is(err, cerrdefs.ErrNotFound) {
@@ -193,33 +238,4 @@ func (w *verifyingWorker) missing(ctx context.Context, remote *solver.Remote) ([
 		missing = append(missing, desc)
 	}
 	return missing, nil
-}
-
-// fetch copies the missing blobs from provider into the content store; a
-// blob another load committed meanwhile is no error for WriteBlob.
-func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, missing []ocispecs.Descriptor) error {
-	cs := w.ContentStore()
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(fetchParallelism)
-	for _, desc := range missing {
-		eg.Go(func() error {
-			// The content store checks the digest as it commits: the blob
-			// reader need not hash the bytes a second time.
-			ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
-			if err != nil {
-				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-			}
-			defer ra.Close()
-			// WriteBlob verifies size and digest when it commits the content,
-			// and resumes an ingest a failed fetch left. Not BuildKit's
-			// contentutil.Copy: it retries a reset or cut body for 7s on top
-			// of the blob reader's own resuming, which stalls every step of
-			// a bucket that keeps failing before the step can run instead.
-			if err := content.WriteBlob(ctx, cs, "s3cache-import-"+desc.Digest.String(), content.NewReader(ra), desc); err != nil {
-				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-			}
-			return nil
-		})
-	}
-	return eg.Wait()
 }

@@ -149,6 +149,44 @@ func (r *blobReader) read(p []byte, off int64) (int, error) {
 	return total, nil
 }
 
+// readRange fills p from off with GETs bounded to p, so each response
+// ends where p does and its connection is reused, resuming a body that
+// breaks. Unlike ReadAt it keeps no body between calls: ranges of one
+// blob may be read concurrently.
+func (r *blobReader) readRange(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > r.size {
+		return 0, fmt.Errorf("read blob %s: range %d+%d outside its %d bytes", r.dgst, off, len(p), r.size)
+	}
+	total := 0
+	var lastErr error
+	for attempt := 0; attempt <= readRetries && total < len(p); attempt++ {
+		body, err := r.store.Get(r.ctx, r.key, off+int64(total), int64(len(p)-total))
+		if err != nil {
+			lastErr = err
+			if errors.Is(err, store.ErrNotFound) || r.ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		n, err := io.ReadFull(body, p[total:])
+		_ = body.Close()
+		total += n
+		if err != nil {
+			lastErr = err
+			if r.ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if total < len(p) {
+		if lastErr == nil || errors.Is(lastErr, io.EOF) {
+			lastErr = io.ErrUnexpectedEOF
+		}
+		return total, fmt.Errorf("read blob %s at %d: %w", r.dgst, off+int64(total), lastErr)
+	}
+	return total, nil
+}
+
 func (r *blobReader) verify(p []byte, off int64) error {
 	if r.verifier == nil || off != r.verified {
 		return nil
