@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -84,6 +87,47 @@ func TestBuildctlAgainstOurDaemon(t *testing.T) {
 	}
 	requireRunHits(t, r.stderr, 3)
 	requireSameFiles(t, out1, out2, "rand1", "rand2", "sum")
+	// Like BuildKit's own pulls, the import shows each blob it fetches, with
+	// its bytes, and the unpacking of its layer.
+	if !blobProgress.MatchString(r.stderr) || !strings.Contains(r.stderr, "extracting sha256:") {
+		t.Fatalf("the import's progress shows no blob fetched and unpacked:\n%s", r.stderr)
+	}
+}
+
+// blobProgress is a blob download line of buildctl's plain progress.
+var blobProgress = regexp.MustCompile(`(?m)^#\d+ sha256:[0-9a-f]{64} [0-9.]+[kMG]?B / [0-9.]+[kMG]?B .*done$`)
+
+// The daemon's --debugaddr serves Go's profiling endpoints, as buildkitd's
+// does; an address it can't listen on fails the start, naming it.
+func TestDaemonDebugAddr(t *testing.T) {
+	requireRoot(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	startDaemon(t, nil, s3cacheBin, "daemon", "--debugaddr", addr)
+	for _, path := range []string{"/debug/pprof/", "/debug/vars"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+	}
+
+	dir := t.TempDir()
+	r := runCmd(t, nil, s3cacheBin, "daemon", "--root", filepath.Join(dir, "root"),
+		"--addr", "unix://"+filepath.Join(dir, "sock"), "--debugaddr", addr)
+	if r.err == nil || !strings.Contains(r.stderr, "debug address "+addr) {
+		t.Fatalf("a daemon whose debug address is taken: %v, want a failed start naming %s", r, addr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root")); !os.IsNotExist(err) {
+		t.Fatalf("a daemon that failed to start touched its root: %v", err)
+	}
 }
 
 // (d) docker buildx with the remote driver against `s3cache daemon`, the
