@@ -21,12 +21,12 @@ import (
 )
 
 // verifyingWorker fetches a cache result's blobs into the worker's content
-// store, where their digests are verified, before BuildKit loads the
-// result. A blob that is missing, damaged or unreadable then fails the
-// cache load, which BuildKit answers by running the step instead: a broken
-// bucket costs a cache miss, never a failed build or wrong bytes. Lazy
-// loading would defer the read until the layer is unpacked, where a failure
-// fails the build.
+// store, where their digests are verified, and unpacks its layers while
+// BuildKit loads the result. A blob that is missing, damaged or unreadable
+// then fails the cache load, which BuildKit answers by running the step
+// instead: a broken bucket costs a cache miss, never a failed build or
+// wrong bytes. Lazy loading would defer the read until the layer is
+// unpacked, where a failure fails the build.
 //
 // It also remembers the cache record of every layer chain it loaded, for
 // the import it serves. BuildKit loads a result together with each of its
