@@ -8,7 +8,6 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/buildkit/util/pull/pullprogress"
-	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -17,8 +16,8 @@ const (
 	// fetchParallelism bounds the ranged GETs of one load in flight.
 	fetchParallelism = 4
 	// fetchChunk is the largest range one GET reads: a big blob is fetched
-	// in chunks by all streams at once, so blobs land one after another,
-	// root first, and each can be unpacked while the next is fetched.
+	// in chunks by all streams at once, which S3's per-connection
+	// throughput would otherwise bound.
 	fetchChunk = 8 << 20
 	// fetchWindow bounds the chunks fetched but not yet written to the
 	// content store, and so the memory of a load: fetchWindow*fetchChunk.
@@ -44,15 +43,14 @@ type chunkResult struct {
 }
 
 // fetch copies the missing blobs from provider into the content store,
-// which verifies each blob's size and digest as it commits it. landed, if
-// not nil, hears of each blob once it is committed. Chunks are requested
-// in the order of missing, and written in order per blob. A blob another
+// which verifies each blob's size and digest as it commits it. Chunks are
+// requested in the order of missing, and written in order per blob. A blob another
 // load committed meanwhile is no error.
 //
 // Not BuildKit's contentutil.Copy: it retries a reset or cut body for 7s
 // on top of the blob reader's own resuming, which stalls every step of a
 // bucket that keeps failing before the step can run instead.
-func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, missing []ocispecs.Descriptor, landed func(digest.Digest)) error {
+func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, missing []ocispecs.Descriptor) error {
 	cs := w.ContentStore()
 	eg, ctx := errgroup.WithContext(ctx)
 	window := make(chan struct{}, fetchWindow)
@@ -105,9 +103,6 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 				})
 				if err != nil {
 					return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-				}
-				if landed != nil {
-					landed(desc.Digest)
 				}
 				return nil
 			})
