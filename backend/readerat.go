@@ -140,13 +140,7 @@ func (r *blobReader) read(p []byte, off int64) (int, error) {
 			}
 		}
 	}
-	if total < len(p) {
-		if lastErr == nil || errors.Is(lastErr, io.EOF) {
-			lastErr = io.ErrUnexpectedEOF
-		}
-		return total, fmt.Errorf("read blob %s at %d: %w", r.dgst, off+int64(total), lastErr)
-	}
-	return total, nil
+	return r.result(total, len(p), off, lastErr)
 }
 
 // readRange fills p from off with GETs bounded to p, so each response
@@ -178,7 +172,13 @@ func (r *blobReader) readRange(p []byte, off int64) (int, error) {
 			}
 		}
 	}
-	if total < len(p) {
+	return r.result(total, len(p), off, lastErr)
+}
+
+// result is a read of want bytes from off that got total: short is an
+// error naming where it stopped and why.
+func (r *blobReader) result(total, want int, off int64, lastErr error) (int, error) {
+	if total < want {
 		if lastErr == nil || errors.Is(lastErr, io.EOF) {
 			lastErr = io.ErrUnexpectedEOF
 		}
