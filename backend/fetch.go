@@ -42,14 +42,15 @@ type verifyingWorker struct {
 }
 
 func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote) (cache.ImmutableRef, error) {
-	if ref := w.loadRemembered(ctx, remote); ref != nil {
+	keys := chainKeys(remote.Descriptors)
+	if ref := w.loadRemembered(ctx, remote, keys); ref != nil {
 		return ref, nil
 	}
 	ref, err := w.fromRemote(ctx, remote)
 	if err != nil {
 		return nil, err
 	}
-	w.remember(ctx, remote, ref)
+	w.remember(ctx, remote, keys, ref)
 	return ref, nil
 }
 
@@ -100,11 +101,10 @@ func chainKeys(descs []ocispecs.Descriptor) []digest.Digest {
 // chain, or nil when there is none (then the chain is loaded as usual).
 // The record's blobs were verified when they were fetched, and the record
 // holds them in the content store.
-func (w *verifyingWorker) loadRemembered(ctx context.Context, remote *solver.Remote) cache.ImmutableRef {
-	if len(remote.Descriptors) == 0 {
+func (w *verifyingWorker) loadRemembered(ctx context.Context, remote *solver.Remote, keys []digest.Digest) cache.ImmutableRef {
+	if len(keys) == 0 {
 		return nil
 	}
-	keys := chainKeys(remote.Descriptors)
 	w.mu.Lock()
 	id, ok := w.chains[keys[len(keys)-1]]
 	w.mu.Unlock()
@@ -123,8 +123,8 @@ func (w *verifyingWorker) loadRemembered(ctx context.Context, remote *solver.Rem
 }
 
 // remember notes the record of each layer of ref, which was loaded from
-// remote, under the key of its chain.
-func (w *verifyingWorker) remember(ctx context.Context, remote *solver.Remote, ref cache.ImmutableRef) {
+// remote, under the key of its chain (keys are remote's chainKeys).
+func (w *verifyingWorker) remember(ctx context.Context, remote *solver.Remote, keys []digest.Digest, ref cache.ImmutableRef) {
 	if ref == nil || len(remote.Descriptors) == 0 {
 		return
 	}
@@ -140,7 +140,6 @@ func (w *verifyingWorker) remember(ctx context.Context, remote *solver.Remote, r
 			return
 		}
 	}
-	keys := chainKeys(remote.Descriptors)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.chains == nil {

@@ -33,7 +33,6 @@ type rangeReader interface {
 // blobFetch is one blob being fetched: its chunks' results, in order.
 type blobFetch struct {
 	desc   ocispecs.Descriptor
-	ra     content.ReaderAt
 	chunks []chan chunkResult
 }
 
@@ -88,7 +87,7 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 				ra.Close()
 				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 			}
-			b := &blobFetch{desc: desc, ra: ra}
+			b := &blobFetch{desc: desc}
 			for off := int64(0); off < desc.Size || off == 0; off += fetchChunk {
 				b.chunks = append(b.chunks, make(chan chunkResult, 1))
 			}

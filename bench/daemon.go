@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+
+	"github.com/s3cache/s3cache/internal/testutil/miniotest"
 )
 
 // Daemon kinds: our `s3cache daemon` and upstream buildkitd.
@@ -56,9 +57,9 @@ func (b *bench) startDaemon(ctx context.Context, kind, name string) (*daemon, er
 	}
 	var debugAddr string
 	if os.Getenv("BENCH_TRACE") != "" {
-		port, err := freePort()
+		port, err := miniotest.FreePort()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("pick a debug port: %w", err)
 		}
 		debugAddr = fmt.Sprintf("127.0.0.1:%d", port)
 		cmd.Args = append(cmd.Args, "--debugaddr", debugAddr)
@@ -148,15 +149,6 @@ func (d *daemon) traceFor(ctx context.Context, seconds int, path string) (wait f
 		fmt.Fprintf(os.Stderr, "trace of %s daemon in %s\n", d.kind, path)
 	}()
 	return func() { <-done }
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // peakRSS is the daemon's VmHWM: the most resident memory it has held.

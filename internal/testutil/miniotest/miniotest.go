@@ -83,7 +83,8 @@ func Shared(t testing.TB) *Server {
 	return shared
 }
 
-func freePort() (int, error) {
+// FreePort is a loopback TCP port nothing listens on at the moment.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -114,11 +115,11 @@ func start(bin string) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("minio data dir: %w", err)
 	}
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("pick minio port: %w", err)
 	}
-	consolePort, err := freePort()
+	consolePort, err := FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("pick minio console port: %w", err)
 	}
