@@ -60,6 +60,8 @@ func (b *bench) build(ctx context.Context, d *daemon, wl *workload, extra ...str
 			d.kind, strings.Join(extra, " "), err, logPath, d.log.Name(), tail(d.log.Name()))
 	}
 	if os.Getenv("BENCH_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "buildctl CPU: user %.2fs, system %.2fs\n",
+			cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds())
 		debugVertexes(bytes.NewReader(stderr.Bytes()))
 	}
 	res, err := parseProgress(&stderr)

@@ -120,8 +120,9 @@ func (d *daemon) stop() {
 }
 
 // traceFor records a Go execution trace of the daemon for the next
-// seconds into path, in the background; wait for it with the returned
-// function. Without BENCH_TRACE it does nothing.
+// seconds into path, in the background (with BENCH_TRACE=cpu a CPU
+// profile instead); wait for it with the returned function. Without
+// BENCH_TRACE it does nothing.
 func (d *daemon) traceFor(ctx context.Context, seconds int, path string) (wait func()) {
 	if d.debugAddr == "" {
 		return func() {}
@@ -129,7 +130,11 @@ func (d *daemon) traceFor(ctx context.Context, seconds int, path string) (wait f
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		url := fmt.Sprintf("http://%s/debug/pprof/trace?seconds=%d", d.debugAddr, seconds)
+		what := "trace"
+		if os.Getenv("BENCH_TRACE") == "cpu" {
+			what = "profile"
+		}
+		url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", d.debugAddr, what, seconds)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return
@@ -146,7 +151,7 @@ func (d *daemon) traceFor(ctx context.Context, seconds int, path string) (wait f
 		}
 		defer f.Close()
 		_, _ = io.Copy(f, resp.Body)
-		fmt.Fprintf(os.Stderr, "trace of %s daemon in %s\n", d.kind, path)
+		fmt.Fprintf(os.Stderr, "%s of %s daemon in %s\n", what, d.kind, path)
 	}()
 	return func() { <-done }
 }
