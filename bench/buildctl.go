@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,9 +51,11 @@ func (b *bench) build(ctx context.Context, d *daemon, wl *workload, extra ...str
 	// The previous build's writes reach the disk now, not during this one:
 	// whichever daemon goes second would otherwise pay for the first.
 	syscall.Sync()
+	daemonCPU, minioCPU := cpuTime(d.cmd.Process.Pid), cpuTime(b.minioPid)
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
+	daemonCPU, minioCPU = cpuTime(d.cmd.Process.Pid)-daemonCPU, cpuTime(b.minioPid)-minioCPU
 	if err != nil {
 		logPath := filepath.Join(b.work, fmt.Sprintf("failed-build-%d.log", time.Now().UnixNano()))
 		_ = os.WriteFile(logPath, append(stdout.Bytes(), stderr.Bytes()...), 0o644)
@@ -60,8 +63,8 @@ func (b *bench) build(ctx context.Context, d *daemon, wl *workload, extra ...str
 			d.kind, strings.Join(extra, " "), err, logPath, d.log.Name(), tail(d.log.Name()))
 	}
 	if os.Getenv("BENCH_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "buildctl CPU: user %.2fs, system %.2fs\n",
-			cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds())
+		fmt.Fprintf(os.Stderr, "CPU: %s daemon %.2fs, MinIO %.2fs, buildctl %.2fs\n", d.kind, daemonCPU.Seconds(), minioCPU.Seconds(),
+			(cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds())
 		debugVertexes(bytes.NewReader(stderr.Bytes()))
 	}
 	res, err := parseProgress(&stderr)
@@ -172,4 +175,30 @@ func debugVertexes(r io.Reader) {
 	for _, l := range lines {
 		fmt.Fprintf(os.Stderr, "%8.3f %8.3f %s\n", l.start.Sub(t0).Seconds(), l.end.Sub(t0).Seconds(), l.text)
 	}
+}
+
+// cpuTime is the user and system CPU time process pid has used so far,
+// or zero if it can't be read.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name in parentheses may hold spaces: count from after it.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	// utime and stime are the 14th and 15th fields of the whole line, in
+	// clock ticks of 1/100 s on Linux.
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -33,6 +33,7 @@ type bench struct {
 	noImport                              bool
 
 	endpoint, region, bucket, accessKey, secretKey string
+	minioPid                                       int
 
 	res *results
 }
@@ -115,6 +116,7 @@ func run() error {
 	defer srv.Stop()
 	b.endpoint, b.region, b.bucket = srv.Endpoint, miniotest.Region, "bench"
 	b.accessKey, b.secretKey = miniotest.AccessKey, miniotest.SecretKey
+	b.minioPid = srv.Pid()
 	if err := srv.CreateBucket(ctx, b.bucket); err != nil {
 		return err
 	}
@@ -258,7 +260,12 @@ func (b *bench) measureExports(ctx context.Context, wl *workload, daemons map[st
 		for _, phase := range []string{phaseCold, phaseWarm} {
 			for _, kind := range order(rep) {
 				prefix := fmt.Sprintf("%s/%s/r%d/", wl.name, kind, rep)
+				wait := func() {}
+				if phase == phaseCold {
+					wait = daemons[kind].traceFor(ctx, 5, filepath.Join(b.work, fmt.Sprintf("%s-cold-export-%s-%d.trace", wl.name, kind, rep)))
+				}
 				r, err := b.build(ctx, daemons[kind], wl, b.exportTo(prefix)...)
+				wait()
 				if err != nil {
 					return err
 				}

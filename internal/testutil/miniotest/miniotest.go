@@ -38,6 +38,9 @@ type Server struct {
 	log      *bytes.Buffer
 }
 
+// Pid is the MinIO server's process ID.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 var (
 	shared     *Server
 	sharedErr  error
