@@ -145,8 +145,9 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		keys[i] = e.layout.BlobKey(pair.Descriptor.Digest.String())
 	}
 	// What the bucket has, in bulk where that is cheaper than a HEAD a blob.
+	checks := max(checkParallelism, e.cfg.UploadParallelism)
 	var listErr error
-	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, e.cfg.UploadParallelism, func(err error) {
+	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, checks, func(err error) {
 		listErr = err
 		bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
 	})
@@ -154,12 +155,25 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		// Every upload would fail the same way: say so once, up front.
 		return nil, fmt.Errorf("list blobs: %w", listErr)
 	}
+	// The index answers for the blobs its listing covered (one it says is
+	// absent is uploaded without a HEAD); HEADs check the rest.
+	objs := make([]store.Object, len(pairs))
+	statErrs := make([]error, len(pairs))
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.SetLimit(checks)
+	for i, key := range keys {
+		eg.Go(func() error {
+			objs[i], statErrs[i] = index.stat(gctx, key)
+			return nil
+		})
+	}
+	_ = eg.Wait() // each check's error is its blob's, below
 	reused := make([]*reusedBlob, len(pairs))
-	eg, ctx := errgroup.WithContext(ctx)
+	eg, ctx = errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
 	for i, pair := range pairs {
 		eg.Go(func() error {
-			r, err := e.putBlob(ctx, index, pair)
+			r, err := e.putBlob(ctx, pair, objs[i], statErrs[i])
 			reused[i] = r
 			return err
 		})
@@ -167,13 +181,17 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	return reused, eg.Wait()
 }
 
+// checkParallelism bounds the HEADs that check which blobs the bucket
+// has. They carry no data, so more go at once than uploads, which
+// upload_parallelism bounds ("layers uploaded in parallel").
+const checkParallelism = 16
+
 // putBlob uploads a blob the bucket lacks, or returns the one it has,
-// touched when older than touch_refresh. The index answers for the blobs
-// its listing covered: one it says is absent is uploaded without a HEAD.
-func (e *exporter) putBlob(ctx context.Context, index *blobIndex, pair v1.DescriptorProviderPair) (*reusedBlob, error) {
+// touched when older than touch_refresh; obj and err are what checking
+// the bucket for it found.
+func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair, obj store.Object, err error) (*reusedBlob, error) {
 	desc := pair.Descriptor
 	key := e.layout.BlobKey(desc.Digest.String())
-	obj, err := index.stat(ctx, key)
 	switch {
 	case err == nil && obj.Size == desc.Size:
 		r := &reusedBlob{pair: pair, lastModified: obj.LastModified}

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 
 	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/proxytest"
 	"github.com/s3cache/s3cache/inventory"
 	"github.com/s3cache/s3cache/store"
@@ -398,6 +399,51 @@ func TestFaultListingCutShortFallsBackToHeads(t *testing.T) {
 	}
 	if countRequests(p, "HEAD", "/blobs/") == 0 || countFaulted(p) == 0 {
 		t.Fatalf("no listing was broken or no HEAD replaced it: the test exercised nothing")
+	}
+	requireBucketConsistent(t, f)
+}
+
+// maxInFlight holds each request matching method and key on p for hold and
+// reports the most held at once.
+func maxInFlight(p *proxytest.Proxy, method, key string, hold time.Duration) func() int64 {
+	var cur, most atomic.Int64
+	p.AddFault(proxytest.Fault{Method: method, Key: key, OnRequest: func(*http.Request) {
+		n := cur.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(hold)
+		cur.Add(-1)
+	}})
+	return most.Load
+}
+
+// Checking which blobs the bucket has moves no data: those HEADs go wider
+// than upload_parallelism, which still bounds the uploads.
+func TestExportChecksBlobsWiderThanUploads(t *testing.T) {
+	f := newFixture(t, nil)
+	sizes := make([]int, 24)
+	for i := range sizes {
+		sizes[i] = 100 + i
+	}
+	factory := cachetest.New()
+	ls := factory.Layers(t, sizes...)
+	// Half the blobs are in the bucket already; a listing that fails leaves
+	// every blob to a HEAD.
+	factory.Export(t, backend.Options{}, f.with("name", "old"), ls[:12]...)
+	p, attrs := viaProxy(t, f, "name", "main", "upload_parallelism", "2")
+	listing := func(r *http.Request) bool { return r.URL.Query().Get("list-type") == "2" }
+	p.AddFault(proxytest.Fault{Kind: proxytest.Status, Status: http.StatusForbidden, Method: "GET", Match: listing})
+	heads := maxInFlight(p, "HEAD", "/blobs/", 50*time.Millisecond)
+	puts := maxInFlight(p, "PUT", "/blobs/", 50*time.Millisecond)
+	factory.Export(t, testOptions(), attrs, ls...)
+	if n := countRequests(p, "HEAD", "/blobs/"); n != 24 {
+		t.Fatalf("%d HEADs of blobs, want one for each of 24", n)
+	}
+	if got := heads(); got <= 2 {
+		t.Errorf("at most %d HEADs at once, want more than upload_parallelism=2", got)
+	}
+	if got := puts(); got == 0 || got > 2 {
+		t.Errorf("at most %d uploads at once, want 1 to upload_parallelism=2", got)
 	}
 	requireBucketConsistent(t, f)
 }
