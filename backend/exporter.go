@@ -145,7 +145,9 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		keys[i] = e.layout.BlobKey(pair.Descriptor.Digest.String())
 	}
 	// What the bucket has, in bulk where that is cheaper than a HEAD a blob.
-	checks := max(checkParallelism, e.cfg.UploadParallelism)
+	// HEADs carry no data: more go at once than uploads, which
+	// upload_parallelism bounds ("layers uploaded in parallel").
+	checks := max(statParallelism, e.cfg.UploadParallelism)
 	var listErr error
 	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, checks, func(err error) {
 		listErr = err
@@ -180,11 +182,6 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	}
 	return reused, eg.Wait()
 }
-
-// checkParallelism bounds the HEADs that check which blobs the bucket
-// has. They carry no data, so more go at once than uploads, which
-// upload_parallelism bounds ("layers uploaded in parallel").
-const checkParallelism = 16
 
 // putBlob uploads a blob the bucket lacks, or returns the one it has,
 // touched when older than touch_refresh; obj and err are what checking

@@ -22,7 +22,8 @@ import (
 	"github.com/s3cache/s3cache/store"
 )
 
-// statParallelism bounds the HEAD requests that check a manifest's blobs.
+// statParallelism bounds the HEAD requests that check which blobs the
+// bucket has, on import and export.
 const statParallelism = 16
 
 // ResolveCacheImporterFunc returns BuildKit's resolver for `type=s3` cache imports.
