@@ -260,7 +260,7 @@ func (b *bench) measureExports(ctx context.Context, wl *workload, daemons map[st
 		for _, phase := range []string{phaseCold, phaseWarm} {
 			for _, kind := range order(rep) {
 				prefix := fmt.Sprintf("%s/%s/r%d/", wl.name, kind, rep)
-				wait := daemons[kind].traceFor(ctx, 5, filepath.Join(b.work, fmt.Sprintf("%s-%s-export-%s-%d.trace", wl.name, phase, kind, rep)))
+				wait := daemons[kind].traceFor(ctx, 5, filepath.Join(b.work, fmt.Sprintf("%s-%s-%s-%d.trace", wl.name, strings.ReplaceAll(phase, " ", "-"), kind, rep)))
 				r, err := b.build(ctx, daemons[kind], wl, b.exportTo(prefix)...)
 				wait()
 				if err != nil {
