@@ -425,8 +425,8 @@ func TestExporterAttributes(t *testing.T) {
 func TestUploadParallelismIsHonoured(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30, 40, 50, 60, 70, 80)
-	var inflight, peak atomic.Int64
-	gate := &gatedStore{Store: f.store, inflight: &inflight, peak: &peak}
+	var uploads concurrency
+	gate := &gatedStore{Store: f.store, uploads: &uploads}
 	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return gate, nil }}
 	exp, err := backend.ResolveCacheExporterFunc(opts)(context.Background(), nil, f.with("upload_parallelism", "2"))
 	if err != nil {
@@ -447,7 +447,7 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 	if _, err := exp.Finalize(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p < 1 || p > 2 {
+	if p := uploads.most(); p < 1 || p > 2 {
 		t.Fatalf("peak concurrent blob uploads = %d, want at most upload_parallelism=2", p)
 	}
 }
@@ -455,20 +455,26 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 // gatedStore measures how many blob uploads run at once.
 type gatedStore struct {
 	store.Store
-	inflight, peak *atomic.Int64
+	uploads *concurrency
 }
 
 func (g *gatedStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
 	if strings.HasPrefix(key, "blobs/") {
-		n := g.inflight.Add(1)
-		defer g.inflight.Add(-1)
-		for {
-			p := g.peak.Load()
-			if n <= p || g.peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+		g.uploads.hold(50 * time.Millisecond)
 	}
 	return g.Store.Put(ctx, key, r, size)
 }
+
+// concurrency records the most callers inside hold at once.
+type concurrency struct{ cur, peak atomic.Int64 }
+
+// hold counts the caller in for d, long enough for others to overlap.
+func (c *concurrency) hold(d time.Duration) {
+	n := c.cur.Add(1)
+	defer c.cur.Add(-1)
+	for p := c.peak.Load(); n > p && !c.peak.CompareAndSwap(p, n); p = c.peak.Load() {
+	}
+	time.Sleep(d)
+}
+
+func (c *concurrency) most() int64 { return c.peak.Load() }

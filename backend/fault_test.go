@@ -406,15 +406,9 @@ func TestFaultListingCutShortFallsBackToHeads(t *testing.T) {
 // maxInFlight holds each request matching method and key on p for hold and
 // reports the most held at once.
 func maxInFlight(p *proxytest.Proxy, method, key string, hold time.Duration) func() int64 {
-	var cur, most atomic.Int64
-	p.AddFault(proxytest.Fault{Method: method, Key: key, OnRequest: func(*http.Request) {
-		n := cur.Add(1)
-		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
-		}
-		time.Sleep(hold)
-		cur.Add(-1)
-	}})
-	return most.Load
+	var c concurrency
+	p.AddFault(proxytest.Fault{Method: method, Key: key, OnRequest: func(*http.Request) { c.hold(hold) }})
+	return c.most
 }
 
 // Checking which blobs the bucket has moves no data: those HEADs go wider
