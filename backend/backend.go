@@ -5,8 +5,10 @@ package backend
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/moby/buildkit/util/progress/logs"
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
@@ -29,6 +31,11 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Vault resolves secret attributes the daemon sealed on the way in.
 	Vault *Vault
+	// LocalBlob opens a blob of the engine's local content store as a
+	// file, which an upload over plain HTTP sends with sendfile(2) instead
+	// of copying it through the process; nil, or an error, reads the blob
+	// through BuildKit's content provider.
+	LocalBlob func(dgst digest.Digest) (*os.File, error)
 }
 
 func (o Options) open(ctx context.Context, cfg spec.Config) (store.Store, store.Layout, error) {

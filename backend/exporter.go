@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/moby/buildkit/util/compression"
 	"github.com/moby/buildkit/util/progress"
 	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/spec"
@@ -45,7 +47,7 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 			return nil, err
 		}
 		cc := v1.NewCacheChains()
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now, info: &infoMemo{}}, nil
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now, info: &infoMemo{}, localBlob: opts.LocalBlob}, nil
 	}
 }
 
@@ -58,6 +60,8 @@ type exporter struct {
 	layout store.Layout
 	now    func() time.Time
 	info   *infoMemo // content-store answers for marshalling the chains
+	// localBlob is Options.LocalBlob.
+	localBlob func(digest.Digest) (*os.File, error)
 }
 
 func (*exporter) Name() string { return "exporting cache to Amazon S3" }
@@ -221,12 +225,37 @@ func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) e
 		return done(fmt.Errorf("read blob %s from content store: %w", desc.Digest, err))
 	}
 	defer ra.Close()
+	var src io.ReaderAt = &serialReaderAt{ra: ra}
+	if f := e.openLocalBlob(desc); f != nil {
+		defer f.Close()
+		src = f
+	}
 	// The digest spares the client hashing the bytes to sign them.
 	putCtx := store.WithContentDigest(ctx, desc.Digest.String())
-	if err := e.store.Put(putCtx, e.layout.BlobKey(desc.Digest.String()), &serialReaderAt{ra: ra}, desc.Size); err != nil {
+	if err := e.store.Put(putCtx, e.layout.BlobKey(desc.Digest.String()), src, desc.Size); err != nil {
 		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
 	}
 	return done(nil)
+}
+
+// openLocalBlob is desc's blob as a file of the local content store, or
+// nil. The provider has already vouched for the blob; the file is read only
+// if it is a regular file of the blob's size. The store's files are
+// content-addressed and never rewritten, and an open file outlives a
+// garbage collection that removes it.
+func (e *exporter) openLocalBlob(desc ocispecs.Descriptor) *os.File {
+	if e.localBlob == nil {
+		return nil
+	}
+	f, err := e.localBlob(desc.Digest)
+	if err != nil {
+		return nil
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() != desc.Size {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // serialReaderAt makes one ReadAt wait for another. A multipart upload

@@ -114,7 +114,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 		return nil, fmt.Errorf("session manager: %w", err)
 	}
 	hosts := resolver.NewRegistryConfig(nil)
-	w, err := newWorker(ctx, root, opts, hosts)
+	w, contentDir, err := newWorker(ctx, root, opts, hosts)
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +144,9 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	}
 	e.closers = append(e.closers, historyDB.Close)
 
+	if opts.Cache.LocalBlob == nil && contentDir != "" {
+		opts.Cache.LocalBlob = contentFiles(contentDir)
+	}
 	exporters := map[string]remotecache.ResolveCacheExporterFunc{
 		"s3":       backend.ResolveCacheExporterFunc(opts.Cache),
 		"registry": registryremotecache.ResolveCacheExporterFunc(sm, hosts),
@@ -183,15 +186,22 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	return e, nil
 }
 
-func newWorker(ctx context.Context, root string, opts Options, hosts docker.RegistryHosts) (worker.Worker, error) {
+// newWorker starts the runc worker under root. It also returns the
+// directory of the worker's content store, or "" if it is not where
+// runc.NewWorkerOpt has always put it (<root>/runc-<snapshotter>/content).
+func newWorker(ctx context.Context, root string, opts Options, hosts docker.RegistryHosts) (worker.Worker, string, error) {
 	sn, err := snapshotter(root, opts.Snapshotter)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	nopt := netproviders.Opt{Mode: "auto"}
 	wopt, err := runc.NewWorkerOpt(root, sn, false, oci.ProcessSandbox, nil, nil, nopt, nil, "", "", false, nil, "", "", nil)
 	if err != nil {
-		return nil, fmt.Errorf("runc worker: %w", err)
+		return nil, "", fmt.Errorf("runc worker: %w", err)
+	}
+	contentDir := filepath.Join(root, "runc-"+sn.Name, "content")
+	if fi, err := os.Stat(contentDir); err != nil || !fi.IsDir() {
+		contentDir = ""
 	}
 	if opts.GC {
 		dstat, _ := disk.GetDiskStat(root)
@@ -212,9 +222,9 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 	wopt.RegistryHosts = hosts
 	w, err := base.NewWorker(ctx, wopt)
 	if err != nil {
-		return nil, fmt.Errorf("start worker: %w", err)
+		return nil, "", fmt.Errorf("start worker: %w", err)
 	}
-	return w, nil
+	return w, contentDir, nil
 }
 
 // snapshotter picks overlayfs where the root supports it, else native.

@@ -19,7 +19,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) err
 		return fmt.Errorf("s3 put %s: negative size %d", key, size)
 	}
 	if size < s.opts.MultipartThreshold {
-		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		_, err := s.client.PutObject(withFileSection(ctx, r, 0, size), &s3.PutObjectInput{
 			Bucket:        &s.bucket,
 			Key:           &key,
 			Body:          io.NewSectionReader(r, 0, size),
@@ -31,7 +31,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) err
 		return nil
 	}
 	err := s.multipart(ctx, key, size, s.opts.PartSize, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
-		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+		out, err := s.client.UploadPart(withFileSection(ctx, r, off, n), &s3.UploadPartInput{
 			Bucket:        &s.bucket,
 			Key:           &key,
 			UploadId:      upload,
