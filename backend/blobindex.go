@@ -8,7 +8,10 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
 
@@ -22,6 +25,75 @@ const listPageCost = 10
 
 // errStopListing ends a listing that has become dearer than HEADs.
 var errStopListing = errors.New("listing stopped: HEADs are cheaper for the rest")
+
+// crowdedTTL is how long a process remembers that a blobs prefix was too
+// crowded to list: long enough for the exports of a CI run, short enough
+// that a pruned prefix is soon listed again.
+const crowdedTTL = 10 * time.Minute
+
+// maxCrowded bounds the prefixes remembered.
+const maxCrowded = 1024
+
+// crowdedPrefixes remembers, per bucket and blobs prefix, how many objects
+// a listing that stopped early estimated the prefix holds. The next lookup
+// in that prefix that would stop early again (too few keys for that many
+// objects) sends its HEADs at once instead of first paying for a page that
+// would tell it the same. HEADs answer either way: what is remembered only
+// chooses how to ask.
+type crowdedPrefixes struct {
+	mu sync.Mutex
+	m  map[string]crowdedPrefix
+}
+
+type crowdedPrefix struct {
+	objects float64
+	at      time.Time
+}
+
+var crowded = &crowdedPrefixes{m: map[string]crowdedPrefix{}}
+
+// objects is the remembered estimate for where, if any.
+func (c *crowdedPrefixes) objects(where string, now time.Time) (float64, bool) {
+	if where == "" {
+		return 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.m[where]
+	if !ok || now.Sub(p.at) > crowdedTTL {
+		return 0, false
+	}
+	return p.objects, true
+}
+
+// set remembers an estimate for where; objects <= 0 forgets it.
+func (c *crowdedPrefixes) set(where string, objects float64, now time.Time) {
+	if where == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if objects <= 0 {
+		delete(c.m, where)
+		return
+	}
+	if len(c.m) >= maxCrowded {
+		for k, p := range c.m {
+			if now.Sub(p.at) > crowdedTTL {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCrowded {
+			return
+		}
+	}
+	c.m[where] = crowdedPrefix{objects: objects, at: now}
+}
+
+// prefixID names a blobs prefix of a bucket for crowdedPrefixes.
+func prefixID(cfg spec.Config, dir string) string {
+	return strings.Join([]string{cfg.EndpointURL, cfg.Region, cfg.Bucket, dir}, "\x00")
+}
 
 // blobIndex is what one listing of the blobs prefix learned: the objects
 // under it up to and including key through, or every one when complete.
@@ -53,8 +125,10 @@ func (x *blobIndex) stat(ctx context.Context, key string) (store.Object, error) 
 // is only a few times the number of keys: enough for a prefix that holds
 // little else, and cheap to find out that a prefix is crowded with other
 // blobs. A listing that fails (a policy without s3:ListBucket, say) leaves
-// every key to a HEAD; warn reports it.
-func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, parallel int, warn func(error)) *blobIndex {
+// every key to a HEAD; warn reports it. where names the prefix for
+// crowdedPrefixes ("" remembers nothing): a prefix a listing found crowded
+// a moment ago is not listed again for a few keys.
+func indexBlobs(ctx context.Context, st store.Store, where, dir string, keys []string, parallel int, warn func(error)) *blobIndex {
 	x := &blobIndex{st: st, objs: map[string]store.Object{}}
 	if len(keys) == 0 {
 		x.complete = true
@@ -63,6 +137,10 @@ func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, 
 	sorted := slices.Clone(keys)
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
+	headRounds := math.Ceil(float64(len(sorted)) / float64(max(parallel, 1)))
+	if objects, ok := crowded.objects(where, time.Now()); ok && objects/listPageSize*listPageCost > headRounds {
+		return &blobIndex{st: st}
+	}
 	want := make(map[string]bool, len(sorted))
 	for _, k := range sorted {
 		want[k] = true
@@ -70,13 +148,15 @@ func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, 
 	// worthGoingOn says, at the end of a page, whether more listing beats
 	// HEADs for the keys past o.Key.
 	listed := 0
+	estimate := 0.0 // objects in the prefix, by the last estimate
 	worthGoingOn := func(o store.Object) bool {
 		covered, _ := slices.BinarySearch(sorted, o.Key+"\x00")
+		fraction := keyspaceFraction(strings.TrimPrefix(o.Key, dir), covered, len(sorted))
+		estimate = float64(listed) / fraction
 		left := len(sorted) - covered
 		if left == 0 {
 			return false
 		}
-		fraction := keyspaceFraction(strings.TrimPrefix(o.Key, dir), covered, len(sorted))
 		pagesLeft := float64(listed) * (1 - fraction) / fraction / listPageSize
 		headRounds := math.Ceil(float64(left) / float64(max(parallel, 1)))
 		return pagesLeft*listPageCost <= headRounds
@@ -104,7 +184,9 @@ func indexBlobs(ctx context.Context, st store.Store, dir string, keys []string, 
 	switch {
 	case err == nil:
 		x.complete = true
+		crowded.set(where, 0, time.Now())
 	case errors.Is(err, errStopListing):
+		crowded.set(where, estimate, time.Now())
 	default:
 		if warn != nil && ctx.Err() == nil {
 			warn(err)

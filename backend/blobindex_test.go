@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3cache/s3cache/store"
 	"github.com/s3cache/s3cache/store/storetest"
@@ -85,7 +86,7 @@ func answers(t *testing.T, x *blobIndex, keys []string, size int64) {
 
 func TestIndexBlobsOneListingForAWarmExport(t *testing.T) {
 	st, keys := bucketWith(t, 62, 0)
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	if !x.complete {
 		t.Fatal("a listing of 62 objects should complete")
 	}
@@ -98,7 +99,7 @@ func TestIndexBlobsOneListingForAWarmExport(t *testing.T) {
 func TestIndexBlobsColdExportNeedsNoHEADs(t *testing.T) {
 	_, keys := bucketWith(t, 62, 0)
 	empty := &requestCounter{Store: storetest.NewMemory()}
-	x := indexBlobs(context.Background(), empty, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), empty, "", "blobs/", keys, 4, nil)
 	for _, k := range keys {
 		if _, err := x.stat(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("stat %s in an empty prefix: %v, want ErrNotFound", k, err)
@@ -113,7 +114,7 @@ func TestIndexBlobsColdExportNeedsNoHEADs(t *testing.T) {
 // page and the keys it did not reach get HEADs.
 func TestIndexBlobsCrowdedPrefixFallsBackToHEADs(t *testing.T) {
 	st, keys := bucketWith(t, 62, 10000)
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	if x.complete {
 		t.Fatal("the listing of 10,062 objects for 62 keys should stop early")
 	}
@@ -137,7 +138,7 @@ func TestIndexBlobsCrowdedPrefixFallsBackToHEADs(t *testing.T) {
 // HEAD each, so the listing goes on to the end.
 func TestIndexBlobsManyKeysListEverything(t *testing.T) {
 	st, keys := bucketWith(t, 3000, 5000)
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	// 8,000 objects end exactly at a page, so the listing may stop there
 	// rather than ask for an empty ninth page: either way it covers them all.
 	if !x.complete && x.through < slices.Max(keys) {
@@ -153,7 +154,7 @@ func TestIndexBlobsListingDeniedFallsBackToHEADs(t *testing.T) {
 	st, keys := bucketWith(t, 10, 0)
 	st.listErr = errors.New("AccessDenied")
 	var warned error
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, func(err error) { warned = err })
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, func(err error) { warned = err })
 	if warned == nil {
 		t.Fatal("a failed listing was not reported")
 	}
@@ -178,7 +179,7 @@ func TestIndexBlobsStopsAtTheLastKeyItNeeds(t *testing.T) {
 		_ = m.Put(ctx, fmt.Sprintf("blobs/sha256:8%063x", i), bytes.NewReader([]byte("other")), 5)
 	}
 	st := &requestCounter{Store: m}
-	x := indexBlobs(ctx, st, "blobs/", keys, 4, nil)
+	x := indexBlobs(ctx, st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
 	if st.pages() != 1 || st.stats != 1 {
 		t.Fatalf("%d LIST pages and %d HEADs, want 1 and 1 (the absent key)", st.pages(), st.stats)
@@ -242,7 +243,7 @@ func TestIndexBlobsPagedSmallPrefix(t *testing.T) {
 		if ours == 0 {
 			st = &pageCounter{Memory: storetest.NewMemory()}
 		}
-		x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+		x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 		if !x.complete || st.pages != 1 || st.stats != 0 || st.limits[0] != 4*62 {
 			t.Fatalf("%d of ours: complete %v after %d pages (limits %v) and %d HEADs, want one page of 248 and no HEAD", ours, x.complete, st.pages, st.limits, st.stats)
 		}
@@ -256,7 +257,7 @@ func TestIndexBlobsPagedSmallPrefix(t *testing.T) {
 // tells the listing would be long, and HEADs do the rest.
 func TestIndexBlobsPagedCrowdedPrefix(t *testing.T) {
 	st, keys := pagedBucket(t, 12, 10000)
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
 	if st.pages != 1 || st.listed != 100 {
 		t.Fatalf("%d pages of %d objects, want 1 of 100", st.pages, st.listed)
@@ -269,9 +270,51 @@ func TestIndexBlobsPagedCrowdedPrefix(t *testing.T) {
 // Many keys in a crowded prefix: the listing goes on in full pages.
 func TestIndexBlobsPagedManyKeys(t *testing.T) {
 	st, keys := pagedBucket(t, 3000, 5000)
-	x := indexBlobs(context.Background(), st, "blobs/", keys, 4, nil)
+	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
 	if !x.complete || st.stats != 0 || st.pages != 8 || st.limits[1] != 1000 {
 		t.Fatalf("complete %v, %d HEADs, %d pages (limits %v); want a complete listing in 8 pages and no HEAD", x.complete, st.stats, st.pages, st.limits)
+	}
+}
+
+// A prefix a listing found crowded is not listed again for a few keys: the
+// next lookup sends its HEADs at once. More keys than HEADs can check
+// cheaply still list, and a prefix that listed completely is not
+// remembered.
+func TestIndexBlobsRemembersCrowdedPrefix(t *testing.T) {
+	where := t.Name()
+	t.Cleanup(func() { crowded.set(where, 0, time.Now()) })
+	st, keys := pagedBucket(t, 12, 10000)
+	answers(t, indexBlobs(context.Background(), st, where, "blobs/", keys, 4, nil), keys, 4)
+	if st.pages != 1 {
+		t.Fatalf("first lookup: %d pages, want 1", st.pages)
+	}
+	objects, ok := crowded.objects(where, time.Now())
+	if !ok || objects < 5000 || objects > 20000 {
+		t.Fatalf("remembered %v objects (%v) for a prefix of 10012", objects, ok)
+	}
+
+	st.pages, st.stats = 0, 0
+	answers(t, indexBlobs(context.Background(), st, where, "blobs/", keys, 4, nil), keys, 4)
+	if st.pages != 0 || st.stats != len(keys)+1 { // answers also asks for an absent blob
+		t.Fatalf("second lookup: %d pages and %d HEADs, want none and %d", st.pages, st.stats, len(keys)+1)
+	}
+	// Anyone else's prefix is listed as before.
+	st.pages = 0
+	indexBlobs(context.Background(), st, where+"-other", "blobs/", keys, 4, nil)
+	if st.pages != 1 {
+		t.Fatalf("another prefix: %d pages, want 1", st.pages)
+	}
+	// Forgotten after crowdedTTL.
+	if _, ok := crowded.objects(where, time.Now().Add(crowdedTTL+time.Second)); ok {
+		t.Fatal("a crowded prefix is remembered past crowdedTTL")
+	}
+
+	small, smallKeys := pagedBucket(t, 12, 50)
+	crowded.set(where, 10000, time.Now())
+	crowded.set(where, 0, time.Now())
+	indexBlobs(context.Background(), small, where, "blobs/", smallKeys, 4, nil)
+	if _, ok := crowded.objects(where, time.Now()); ok || small.pages != 1 {
+		t.Fatalf("a prefix listed completely: remembered %v, %d pages", ok, small.pages)
 	}
 }

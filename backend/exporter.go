@@ -153,7 +153,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	// upload_parallelism bounds ("layers uploaded in parallel").
 	checks := max(statParallelism, e.cfg.UploadParallelism)
 	var listErr error
-	index := indexBlobs(ctx, e.store, e.layout.BlobsDir(), keys, checks, func(err error) {
+	index := indexBlobs(ctx, e.store, prefixID(e.cfg, e.layout.BlobsDir()), e.layout.BlobsDir(), keys, checks, func(err error) {
 		listErr = err
 		bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
 	})

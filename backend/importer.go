@@ -185,7 +185,7 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 		keys = append(keys, i.layout.BlobKey(results[idx].dgst))
 	}
 	// One listing of the blobs where that is cheaper than a HEAD each.
-	index := indexBlobs(ctx, i.store, i.layout.BlobsDir(), keys, statParallelism, func(err error) {
+	index := indexBlobs(ctx, i.store, prefixID(i.cfg, i.layout.BlobsDir()), i.layout.BlobsDir(), keys, statParallelism, func(err error) {
 		bklog.G(ctx).Debugf("s3 cache import: list blobs: %v; checking each with a HEAD instead", err)
 	})
 	eg, ctx := errgroup.WithContext(ctx)
