@@ -137,8 +137,10 @@ func indexBlobs(ctx context.Context, st store.Store, where, dir string, keys []s
 	sorted := slices.Clone(keys)
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
-	headRounds := math.Ceil(float64(len(sorted)) / float64(max(parallel, 1)))
-	if objects, ok := crowded.objects(where, time.Now()); ok && objects/listPageSize*listPageCost > headRounds {
+	// A prefix remembered as crowded: would listing it all cost more than
+	// HEADs for every key?
+	allHeadRounds := math.Ceil(float64(len(sorted)) / float64(max(parallel, 1)))
+	if objects, ok := crowded.objects(where, time.Now()); ok && objects/listPageSize*listPageCost > allHeadRounds {
 		return &blobIndex{st: st}
 	}
 	want := make(map[string]bool, len(sorted))
