@@ -32,21 +32,25 @@ func (e *Engine) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 // newGRPCServer logs failed calls for a daemon; an embedded build reports
 // its own failure and doesn't log it again.
 func (e *Engine) newGRPCServer(logFailures bool, opts ...grpc.ServerOption) *grpc.Server {
-	interceptors := []grpc.UnaryServerInterceptor{grpcerrors.UnaryServerInterceptor, e.sealSecrets}
-	if logFailures {
-		interceptors = append([]grpc.UnaryServerInterceptor{logErrors}, interceptors...)
-	}
-	opts = append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(interceptors...),
-		grpc.StreamInterceptor(grpcerrors.StreamServerInterceptor),
-		grpc.MaxRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
-		grpc.MaxSendMsgSize(defaults.DefaultMaxSendMsgSize),
-	}, opts...)
-	server := grpc.NewServer(opts...)
+	server := grpc.NewServer(append(e.serverOptions(logFailures), opts...)...)
 	healthv1.RegisterHealthServer(server, health.NewServer())
 	e.Controller.Register(server)
 	reflection.Register(server)
 	return server
+}
+
+// serverOptions are the options every server of the engine's API gets.
+func (e *Engine) serverOptions(logFailures bool) []grpc.ServerOption {
+	interceptors := []grpc.UnaryServerInterceptor{grpcerrors.UnaryServerInterceptor, e.sealSecrets}
+	if logFailures {
+		interceptors = append([]grpc.UnaryServerInterceptor{logErrors}, interceptors...)
+	}
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(interceptors...),
+		grpc.ChainStreamInterceptor(grpcerrors.StreamServerInterceptor, splitSessionMessages),
+		grpc.MaxRecvMsgSize(defaults.DefaultMaxRecvMsgSize),
+		grpc.MaxSendMsgSize(defaults.DefaultMaxSendMsgSize),
+	}
 }
 
 func logErrors(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
