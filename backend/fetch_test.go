@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -196,5 +198,71 @@ func TestFetchManyChunkedBlobsInOrder(t *testing.T) {
 	}
 	if n := p.read.Load(); n != total {
 		t.Fatalf("%d bytes read for %d bytes of blobs", n, total)
+	}
+}
+
+// orderedProvider serves blobs from memory and records the order in which
+// ranges are requested.
+type orderedProvider struct {
+	memProvider
+	mu       sync.Mutex
+	requests []digest.Digest
+}
+
+func (p *orderedProvider) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (content.ReaderAt, error) {
+	ra, err := p.memProvider.ReaderAt(ctx, desc)
+	if err != nil {
+		return nil, err
+	}
+	return &orderedReaderAt{ReaderAt: ra, p: p, dgst: desc.Digest}, nil
+}
+
+type orderedReaderAt struct {
+	content.ReaderAt
+	p    *orderedProvider
+	dgst digest.Digest
+}
+
+func (r *orderedReaderAt) ReadAt(b []byte, off int64) (int, error) {
+	r.p.mu.Lock()
+	r.p.requests = append(r.p.requests, r.dgst)
+	r.p.mu.Unlock()
+	return r.ReaderAt.ReadAt(b, off)
+}
+
+// Big blobs download side by side, as BuildKit's pulls show them, each
+// hashed and written by its own writer, rather than one after another.
+func TestFetchBigBlobsSideBySide(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cs, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &orderedProvider{memProvider: memProvider{blobs: map[digest.Digest][]byte{}}}
+	var descs []ocispecs.Descriptor
+	for i := range 3 {
+		data := bytes.Repeat([]byte{byte(i + 1)}, fetchChunk*4)
+		desc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: digest.FromBytes(data), Size: int64(len(data))}
+		p.blobs[desc.Digest] = data
+		descs = append(descs, desc)
+	}
+	w := &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
+	if err := w.fetch(ctx, p, descs); err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	// One blob after another, the third would wait for the 8 ranges of the
+	// first two.
+	if early := p.requests[:2*fetchParallelism]; !slices.Contains(early, descs[2].Digest) {
+		order := make([]int, len(p.requests))
+		for i, d := range p.requests {
+			order[i] = slices.IndexFunc(descs, func(desc ocispecs.Descriptor) bool { return desc.Digest == d }) + 1
+		}
+		t.Fatalf("ranges requested for blobs %v: the third blob waited for the others", order)
+	}
+	for _, desc := range descs {
+		if _, err := cs.Info(ctx, desc.Digest); err != nil {
+			t.Fatalf("blob %s not committed: %v", desc.Digest, err)
+		}
 	}
 }

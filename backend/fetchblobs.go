@@ -32,8 +32,10 @@ type rangeReader interface {
 
 // blobFetch is one blob being fetched: its chunks' results, in order.
 type blobFetch struct {
-	desc   ocispecs.Descriptor
-	chunks []chan chunkResult
+	desc      ocispecs.Descriptor
+	ra        content.ReaderAt
+	chunks    []chan chunkResult
+	requested int // chunks whose GET has started
 }
 
 type chunkResult struct {
@@ -42,8 +44,8 @@ type chunkResult struct {
 }
 
 // fetch copies the missing blobs from provider into the content store,
-// which verifies each blob's size and digest as it commits it. Chunks are
-// requested in the order of missing, and written in order per blob. A blob another
+// which verifies each blob's size and digest as it commits it. Blobs start
+// in the order of missing, and each is written in order. A blob another
 // load committed meanwhile is no error.
 //
 // Not BuildKit's contentutil.Copy: it retries a reset or cut body for 7s
@@ -71,59 +73,93 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 			return make([]byte, n, fetchChunk)
 		}
 	}
-	eg.Go(func() error {
-		for _, desc := range missing {
-			// The content store checks the digest as it commits: the blob
-			// reader need not hash the bytes a second time.
-			ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
-			if err != nil {
-				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-			}
-			// The blob shows its bytes under the step being loaded, as
-			// BuildKit's own pulls do, polled from the content store's ingest
-			// until the reader is closed.
-			tracked, err := (&pullprogress.ProviderWithProgress{Provider: openedBlob{ra}, Manager: cs}).ReaderAt(ctx, desc)
-			if err != nil {
-				ra.Close()
-				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-			}
-			b := &blobFetch{desc: desc}
-			for off := int64(0); off < desc.Size || off == 0; off += fetchChunk {
-				b.chunks = append(b.chunks, make(chan chunkResult, 1))
-			}
-			eg.Go(func() error {
-				defer tracked.Close()
-				err := w.writeBlob(ctx, b, func(buf []byte) {
-					select {
-					case buffers <- buf:
-					default: // the pool is full: let it go
-					}
-					<-window
-				})
-				if err != nil {
-					return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+	// start opens a blob's reader and starts the writer that takes its
+	// chunks in order.
+	start := func(desc ocispecs.Descriptor) (*blobFetch, error) {
+		// The content store checks the digest as it commits: the blob
+		// reader need not hash the bytes a second time.
+		ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
+		if err != nil {
+			return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+		}
+		// The blob shows its bytes under the step being loaded, as
+		// BuildKit's own pulls do, polled from the content store's ingest
+		// until the reader is closed.
+		tracked, err := (&pullprogress.ProviderWithProgress{Provider: openedBlob{ra}, Manager: cs}).ReaderAt(ctx, desc)
+		if err != nil {
+			ra.Close()
+			return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+		}
+		b := &blobFetch{desc: desc, ra: ra}
+		for off := int64(0); off < desc.Size || off == 0; off += fetchChunk {
+			b.chunks = append(b.chunks, make(chan chunkResult, 1))
+		}
+		eg.Go(func() error {
+			defer tracked.Close()
+			err := w.writeBlob(ctx, b, func(buf []byte) {
+				select {
+				case buffers <- buf:
+				default: // the pool is full: let it go
 				}
-				return nil
+				<-window
 			})
-			for i, ch := range b.chunks {
-				if err := acquire(window); err != nil {
+			if err != nil {
+				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+			}
+			return nil
+		})
+		return b, nil
+	}
+	// request starts the GET of b's next chunk.
+	request := func(b *blobFetch) error {
+		if err := acquire(window); err != nil {
+			return err
+		}
+		if err := acquire(streams); err != nil {
+			<-window
+			return err
+		}
+		ch := b.chunks[b.requested]
+		off := int64(b.requested) * fetchChunk
+		b.requested++
+		buf := buffer(min(fetchChunk, b.desc.Size-off))
+		eg.Go(func() error {
+			defer func() { <-streams }()
+			_, err := readRange(b.ra, buf, off)
+			ch <- chunkResult{buf: buf, err: err}
+			return nil // the blob's writer reports it
+		})
+		return nil
+	}
+	// Up to fetchParallelism blobs take turns, a chunk each: each has its
+	// own writer, whose hashing and copying into the content store would
+	// bound the load if the blobs went one after another, while a blob
+	// fetched alone still gets every stream.
+	eg.Go(func() error {
+		var active []*blobFetch
+		for next := 0; ; {
+			for len(active) < fetchParallelism && next < len(missing) {
+				b, err := start(missing[next])
+				if err != nil {
 					return err
 				}
-				if err := acquire(streams); err != nil {
-					<-window
+				active = append(active, b)
+				next++
+			}
+			if len(active) == 0 {
+				return nil
+			}
+			for i := 0; i < len(active); {
+				if err := request(active[i]); err != nil {
 					return err
 				}
-				off := int64(i) * fetchChunk
-				buf := buffer(min(fetchChunk, desc.Size-off))
-				eg.Go(func() error {
-					defer func() { <-streams }()
-					_, err := readRange(ra, buf, off)
-					ch <- chunkResult{buf: buf, err: err}
-					return nil // the blob's writer reports it
-				})
+				if active[i].requested == len(active[i].chunks) {
+					active = append(active[:i], active[i+1:]...)
+				} else {
+					i++
+				}
 			}
 		}
-		return nil
 	})
 	return eg.Wait()
 }
