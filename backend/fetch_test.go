@@ -70,18 +70,14 @@ func (r *flakyReaderAt) Close() error { return nil }
 // later fetch resumes the ingest and commits the verified blob.
 func TestFetchFailsAtOnceAndResumesLater(t *testing.T) {
 	ctx := context.Background()
-	cs, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs, w := newFetchWorker(t)
 	data := bytes.Repeat([]byte("s3cache "), 1<<17) // 1 MiB
 	desc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: digest.FromBytes(data), Size: int64(len(data))}
 	p := &flakyProvider{data: data, cut: 300000}
 	p.failing.Store(true)
-	w := &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
 	remote := &solver.Remote{Descriptors: []ocispecs.Descriptor{desc}, Provider: p}
 
-	err = w.fetch(ctx, remote.Provider, remote.Descriptors)
+	err := w.fetch(ctx, remote.Provider, remote.Descriptors)
 	if err == nil || !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("fetch through a reader that keeps breaking: err = %v, want the connection reset", err)
 	}
@@ -114,6 +110,16 @@ type contentWorker struct {
 }
 
 func (w contentWorker) ContentStore() *containerdsnapshot.Store { return w.cs }
+
+// newFetchWorker is a fetching worker over a fresh local content store.
+func newFetchWorker(t *testing.T) (content.Store, *verifyingWorker) {
+	t.Helper()
+	cs, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
+}
 
 // memProvider serves blobs from memory and counts the bytes read.
 type memProvider struct {
@@ -161,10 +167,7 @@ func (r *memReaderAt) Close() error { return nil }
 func TestFetchManyChunkedBlobsInOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cs, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs, w := newFetchWorker(t)
 	p := &memProvider{blobs: map[digest.Digest][]byte{}}
 	var descs []ocispecs.Descriptor
 	var total int64
@@ -181,7 +184,6 @@ func TestFetchManyChunkedBlobsInOrder(t *testing.T) {
 		descs = append(descs, desc)
 		total += int64(size)
 	}
-	w := &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
 	if err := w.fetch(ctx, p, descs); err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
@@ -235,10 +237,7 @@ func (r *orderedReaderAt) ReadAt(b []byte, off int64) (int, error) {
 func TestFetchBigBlobsSideBySide(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cs, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs, w := newFetchWorker(t)
 	p := &orderedProvider{memProvider: memProvider{blobs: map[digest.Digest][]byte{}}}
 	var descs []ocispecs.Descriptor
 	for i := range 3 {
@@ -247,7 +246,6 @@ func TestFetchBigBlobsSideBySide(t *testing.T) {
 		p.blobs[desc.Digest] = data
 		descs = append(descs, desc)
 	}
-	w := &verifyingWorker{Worker: contentWorker{cs: containerdsnapshot.NewContentStore(cs, "test")}, warnf: func(context.Context, string, ...any) {}}
 	if err := w.fetch(ctx, p, descs); err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
