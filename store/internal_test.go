@@ -35,7 +35,7 @@ func TestCopySource(t *testing.T) {
 
 func TestOptionsDefaults(t *testing.T) {
 	o := Options{}.withDefaults()
-	if o.PartSize != 16*mib || o.MultipartThreshold != 32*mib || o.PartConcurrency != 4 ||
+	if o.PartSize != 32*mib || o.MultipartThreshold != 32*mib || o.PartConcurrency != 4 ||
 		o.CopyThreshold != 5*gib || o.CopyPartSize != 512*mib || o.DeleteBatch != 1000 || o.Now == nil {
 		t.Fatalf("defaults: %+v", o)
 	}

@@ -26,6 +26,12 @@ func (s *S3) multipart(ctx context.Context, key string, size, partSize int64, se
 	// Grow the parts if the object would need more than S3 allows.
 	partSize = max(partSize, (size+maxParts-1)/maxParts)
 	count := max((size+partSize-1)/partSize, 1)
+	// Share the bytes evenly between the parts, so that a last part of a few
+	// bytes does not leave one stream carrying the rest (33 MiB: 2 x 16.5,
+	// not 32 + 1); every part but the last must stay at S3's minimum.
+	if even := (size + count - 1) / count; even >= minPartSize {
+		partSize = even
+	}
 
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {

@@ -18,7 +18,8 @@ const (
 
 // Options tunes the S3 store. Zero fields take the defaults below.
 type Options struct {
-	// PartSize is the size of an uploaded part (default 16 MiB, at least 5 MiB).
+	// PartSize is the largest size of an uploaded part (default 32 MiB, at
+	// least 5 MiB); an object's parts share its bytes evenly.
 	PartSize int64
 	// MultipartThreshold: objects of this size or more are uploaded as
 	// multipart (default 32 MiB).
@@ -45,7 +46,7 @@ type Options struct {
 // withDefaults fills zero fields and clamps values S3 would reject.
 func (o Options) withDefaults() Options {
 	if o.PartSize <= 0 {
-		o.PartSize = 16 * mib
+		o.PartSize = 32 * mib
 	}
 	o.PartSize = max(o.PartSize, minPartSize)
 	if o.MultipartThreshold <= 0 {

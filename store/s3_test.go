@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,6 +107,41 @@ func testRequestHygiene(t *testing.T, tls bool) {
 	proxyHost := strings.TrimPrefix(strings.TrimPrefix(proxy.URL, "http://"), "https://")
 	if len(hosts.hosts) != 1 || hosts.hosts[proxyHost] == 0 {
 		t.Errorf("client reached %v, want only the proxy %s", hosts.hosts, proxyHost)
+	}
+}
+
+// An object a little over one part goes as parts of equal size, so that two
+// streams carry it rather than one stream all but a sliver of it.
+func TestPartsShareTheBytesEvenly(t *testing.T) {
+	srv := miniotest.Shared(t)
+	proxy := proxytest.New(t, srv.Endpoint)
+	opts := store.Options{MultipartThreshold: 5 * mib, PartSize: 10 * mib}
+	st := newStore(t, testConfig(srv, srv.Bucket(t), proxy.URL), opts)
+	ctx := testCtx(t)
+
+	data := storetest.Data(12*mib+1, 6)
+	if err := st.Put(ctx, "blob", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	var sizes []string
+	for _, r := range proxy.Requests() {
+		if r.Method == http.MethodPut && r.Query.Has("partNumber") {
+			sizes = append(sizes, r.Header.Get("Content-Length"))
+		}
+	}
+	slices.Sort(sizes)
+	want := []string{"6291456", "6291457"} // 6 MiB and 6 MiB + 1, not 10 MiB and 2 MiB + 1
+	if !slices.Equal(sizes, want) {
+		t.Errorf("part sizes %v, want %v", sizes, want)
+	}
+	got, err := st.Get(ctx, "blob", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	back, err := io.ReadAll(got)
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("read back %d bytes (err %v), want the %d bytes put", len(back), err, len(data))
 	}
 }
 
