@@ -34,6 +34,7 @@ type bench struct {
 
 	endpoint, region, bucket, accessKey, secretKey string
 	minioPid                                       int
+	minioMemory                                    string // how MinIO's memory is capped, for the results
 
 	res *results
 }
@@ -52,6 +53,7 @@ func run() error {
 	only := flag.String("only", "", "comma-separated workloads to run (many, big, unrelated); default all")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	noImport := flag.Bool("no-import", false, "skip the import phase (for iterating on exports)")
+	minioMiB := flag.Int64("minio-memory", 0, "cap MinIO's memory, page cache included, at this many MiB with a memory cgroup (0: no cap; see README)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
@@ -113,7 +115,21 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("start MinIO: %w", err)
 	}
-	defer srv.Stop()
+	release := func() {}
+	b.minioMemory = "not capped (-minio-memory)"
+	if *minioMiB > 0 {
+		if r, err := capMemory(srv.Pid(), *minioMiB<<20); err != nil {
+			b.minioMemory = fmt.Sprintf("not capped (%v)", err)
+			fmt.Fprintln(os.Stderr, "bench: MinIO's memory", b.minioMemory)
+		} else {
+			release = r
+			b.minioMemory = fmt.Sprintf("capped at %d MiB, page cache included (memory cgroup)", *minioMiB)
+		}
+	}
+	defer func() {
+		srv.Stop()
+		release()
+	}()
 	b.endpoint, b.region, b.bucket = srv.Endpoint, miniotest.Region, "bench"
 	b.accessKey, b.secretKey = miniotest.AccessKey, miniotest.SecretKey
 	b.minioPid = srv.Pid()

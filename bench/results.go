@@ -312,7 +312,7 @@ func (b *bench) environment(ctx context.Context) []string {
 	env = append(env,
 		"s3cache: "+version("git", "-C", b.root, "describe", "--always", "--dirty")+", built with "+runtime.Version(),
 		"upstream: buildkitd and buildctl built from github.com/moby/buildkit "+pins["BUILDKIT_VERSION"],
-		"MinIO: github.com/minio/minio "+pins["MINIO_VERSION"],
+		"MinIO: github.com/minio/minio "+pins["MINIO_VERSION"]+"; its memory "+b.minioMemory,
 	)
 	for _, wl := range b.res.workloads {
 		env = append(env, "workload "+wl.String())
