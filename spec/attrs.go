@@ -87,6 +87,14 @@ func FromAttrs(attrs map[string]string) (Config, error) {
 		if slices.Contains(names, "") {
 			return Config{}, errorf(`%s must be one or more non-empty cache names separated by ";", got %q`, attrName, v)
 		}
+		// A key ending in "/" is what consoles use as a folder marker, so
+		// listings may take such a manifest for one and prune would then
+		// delete the blobs it names.
+		for _, n := range names {
+			if strings.HasSuffix(n, "/") {
+				return Config{}, errorf(`%s must not end in "/" (it would look like a folder), got %q`, attrName, n)
+			}
+		}
 		c.Names = names
 	}
 	if v, ok := attrs[attrEndpointURL]; ok && v != "" {
