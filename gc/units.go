@@ -68,6 +68,11 @@ func ParseDuration(s string) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("duration %q: days must be a whole number before \"d\" (e.g. 7d or 1d12h)", s)
 		}
+		// time.Duration holds about 106,751 days; more would wrap around to
+		// a negative grace, which sweeps every unreferenced blob.
+		if n > math.MaxInt64/uint64(24*time.Hour) {
+			return 0, fmt.Errorf("duration %q is too long: at most %dd", s, math.MaxInt64/uint64(24*time.Hour))
+		}
 		days = time.Duration(n) * 24 * time.Hour
 		t = t[i+1:]
 		if t == "" {

@@ -1,6 +1,8 @@
 package gc
 
 import (
+	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,6 +49,8 @@ func TestParseDuration(t *testing.T) {
 		{"7d", 7 * day},
 		{"1d12h", day + 12*time.Hour},
 		{"30d", 30 * day},
+		{"106751d", 106751 * day},
+		{"106751d23h47m16.854775807s", time.Duration(math.MaxInt64)},
 	} {
 		got, err := ParseDuration(tc.in)
 		if err != nil || got != tc.want {
@@ -56,6 +60,14 @@ func TestParseDuration(t *testing.T) {
 	for _, in := range []string{"", "d", "1.5d", "-1h", "-1d", "7days", "1h1d", "forever"} {
 		if got, err := ParseDuration(in); err == nil {
 			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+	// Longer than time.Duration holds (about 292 years): an error, never
+	// a wrapped-around negative grace that would sweep every blob.
+	for _, in := range []string{"106752d", "4294967295d", "106751d24h", "106751d23h47m16.854775808s", "9999999999h"} {
+		got, err := ParseDuration(in)
+		if err == nil || !strings.Contains(err.Error(), in) {
+			t.Errorf("ParseDuration(%q) = %v, %v; want an error naming it", in, got, err)
 		}
 	}
 }
