@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/moby/buildkit/cache"
 	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
@@ -21,13 +22,15 @@ import (
 // the chain memo touches.
 type fakeRecord struct {
 	cache.ImmutableRef
-	id, blob string
-	chain    []*fakeRecord // root first, itself last
-	released *int
+	id, blobChainID string
+	chain           []*fakeRecord // its layers, root first; for a layer, itself last
+	released        *int
 }
 
-func (r *fakeRecord) ID() string                { return r.id }
-func (r *fakeRecord) GetString(k string) string { return map[string]string{recordBlobKey: r.blob}[k] }
+func (r *fakeRecord) ID() string { return r.id }
+func (r *fakeRecord) GetString(k string) string {
+	return map[string]string{recordBlobChainIDKey: r.blobChainID}[k]
+}
 func (r *fakeRecord) Release(context.Context) error {
 	*r.released++
 	return nil
@@ -46,6 +49,7 @@ func (r *fakeRecord) LayerChain() cache.RefList {
 type chainWorker struct {
 	contentWorker
 	records  map[string]*fakeRecord
+	merged   map[string]bool // blob chain IDs for which BuildKit finds a merged record
 	loads    int
 	gets     int
 	released int
@@ -56,9 +60,24 @@ func (w *chainWorker) CacheManager() cache.Manager { return chainManager{w: w} }
 
 func (w *chainWorker) FromRemote(_ context.Context, remote *solver.Remote) (cache.ImmutableRef, error) {
 	w.loads++
+	keys := blobChainIDs(remote.Descriptors)
+	top := keys[len(keys)-1].String()
+	if w.merged[top] {
+		// As BuildKit's GetByBlob can: an existing merged record with the
+		// same blob chain, whose layers are its inputs' own, each alone.
+		m := &fakeRecord{id: "merge-" + top[7:15], blobChainID: top, released: &w.released}
+		for _, d := range remote.Descriptors {
+			lone := blobChainIDs([]ocispecs.Descriptor{d})[0].String()
+			m.chain = append(m.chain, &fakeRecord{id: "lone-" + lone[7:15], blobChainID: lone, released: &w.released})
+		}
+		for _, r := range append([]*fakeRecord{m}, m.chain...) {
+			w.records[r.id] = r
+		}
+		return m, nil
+	}
 	var chain []*fakeRecord
-	for i, d := range remote.Descriptors {
-		r := &fakeRecord{id: fmt.Sprintf("rec-%d-%s", i, d.Digest.Encoded()[:8]), blob: d.Digest.String(), released: &w.released}
+	for i := range remote.Descriptors {
+		r := &fakeRecord{id: fmt.Sprintf("rec-%d-%s", i, keys[i].Encoded()[:8]), blobChainID: keys[i].String(), released: &w.released}
 		chain = append(chain, r)
 		r.chain = append([]*fakeRecord(nil), chain...)
 		w.records[r.id] = r
@@ -86,20 +105,8 @@ func (m chainManager) Get(_ context.Context, id string, _ progress.Controller, _
 // layer; a record gone meanwhile is loaded again as usual.
 func TestAncestorLoadsReuseTheChainsRecords(t *testing.T) {
 	ctx := context.Background()
-	cs, err := local.NewStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := containerdsnapshot.NewContentStore(cs, "test")
-	var descs []ocispecs.Descriptor
-	for i := range 5 {
-		data := []byte(fmt.Sprintf("layer %d", i))
-		desc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: digest.FromBytes(data), Size: int64(len(data))}
-		if err := content.WriteBlob(ctx, store, "test", bytes.NewReader(data), desc); err != nil {
-			t.Fatal(err)
-		}
-		descs = append(descs, desc)
-	}
+	store := testContentStore(t)
+	descs := storedLayers(t, store, 5)
 	w := &chainWorker{contentWorker: contentWorker{cs: store}, records: map[string]*fakeRecord{}, gone: map[string]bool{}}
 	vw := &verifyingWorker{Worker: w, warnf: func(context.Context, string, ...any) {}}
 	p := &flakyProvider{}
@@ -137,5 +144,72 @@ func TestAncestorLoadsReuseTheChainsRecords(t *testing.T) {
 	}
 	if w.loads != 3 {
 		t.Fatalf("a remembered record that is gone: %d full loads, want 3", w.loads)
+	}
+}
+
+// testContentStore is a content store in a temporary directory.
+func testContentStore(t *testing.T) *containerdsnapshot.Store {
+	t.Helper()
+	cs, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return containerdsnapshot.NewContentStore(cs, "test")
+}
+
+// storedLayers writes n layer blobs to store and describes them as an
+// import does, with their uncompressed digests.
+func storedLayers(t *testing.T, store *containerdsnapshot.Store, n int) []ocispecs.Descriptor {
+	t.Helper()
+	var descs []ocispecs.Descriptor
+	for i := range n {
+		data := []byte(fmt.Sprintf("layer %d", i))
+		desc := ocispecs.Descriptor{
+			MediaType:   ocispecs.MediaTypeImageLayerGzip,
+			Digest:      digest.FromBytes(data),
+			Size:        int64(len(data)),
+			Annotations: map[string]string{labels.LabelUncompressed: digest.FromString(fmt.Sprintf("diff %d", i)).String()},
+		}
+		if err := content.WriteBlob(context.Background(), store, "test", bytes.NewReader(data), desc); err != nil {
+			t.Fatal(err)
+		}
+		descs = append(descs, desc)
+	}
+	return descs
+}
+
+// A chain BuildKit answers with a merged record (COPY --link: the same
+// blobs, each layer on its own parents) is that record, and its layers are
+// not taken for the chain's prefixes: the prefix [a, b] of [a, b, c] is
+// loaded in full, never answered with the lone layer b, which would lose a.
+func TestMergedRecordIsNotTakenForItsPrefixes(t *testing.T) {
+	ctx := context.Background()
+	store := testContentStore(t)
+	descs := storedLayers(t, store, 3)
+	keys := blobChainIDs(descs)
+	w := &chainWorker{contentWorker: contentWorker{cs: store}, records: map[string]*fakeRecord{}, gone: map[string]bool{},
+		merged: map[string]bool{keys[2].String(): true}}
+	vw := &verifyingWorker{Worker: w, warnf: func(context.Context, string, ...any) {}}
+	p := &flakyProvider{}
+
+	top, err := vw.FromRemote(ctx, &solver.Remote{Descriptors: descs, Provider: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := vw.FromRemote(ctx, &solver.Remote{Descriptors: descs, Provider: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID() != top.ID() {
+		t.Fatalf("the same chain again: record %s, want the merged record %s", again.ID(), top.ID())
+	}
+	for k := 2; k >= 1; k-- {
+		ref, err := vw.FromRemote(ctx, &solver.Remote{Descriptors: descs[:k], Provider: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ref.GetString(recordBlobChainIDKey), keys[k-1].String(); got != want {
+			t.Fatalf("prefix of %d layers: a record of blob chain %s, want %s", k, got, want)
+		}
 	}
 }

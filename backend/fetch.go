@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/buildkit/cache"
 	"github.com/moby/buildkit/session"
@@ -16,6 +17,7 @@ import (
 	"github.com/moby/buildkit/util/progress/controller"
 	"github.com/moby/buildkit/worker"
 	digest "github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -27,22 +29,32 @@ import (
 // loading would defer the read until the layer is unpacked, where a failure
 // fails the build.
 //
-// It also remembers the cache record of every layer chain it loaded, for
-// the import it serves. BuildKit loads a result together with each of its
-// ancestors, top first; each ancestor would otherwise walk its chain again
-// from the root, a ref taken and released per layer with a synced database
-// write for each release: thousands for a deep Dockerfile. An ancestor
-// whose chain is remembered is one lookup of its record instead.
+// It also remembers, for the import it serves, which cache record holds
+// each layer chain it loaded. BuildKit loads a result together with each of
+// its ancestors, top first; each ancestor would otherwise walk its chain
+// again from the root, a ref taken and released per layer with a synced
+// database write for each release: thousands for a deep Dockerfile. An
+// ancestor whose chain is remembered is one lookup of its record instead.
+//
+// The memo is keyed by BuildKit's own identity of a layer chain, the blob
+// chain ID its cache manager computes and indexes in GetByBlob, and only a
+// record whose stored blob chain ID equals the key is remembered or
+// returned: exactly the records GetByBlob itself may hand back for that
+// chain. The records of a ref's LayerChain are not, in general, the
+// records of its prefixes: for a merged ref (COPY --link), whose blob
+// chain a loaded chain can match, they are its inputs' own layers, each on
+// its own parents. Keying them by position once handed BuildKit a lone top
+// layer for a merged chain and lost the layers under it.
 type verifyingWorker struct {
 	worker.Worker
 	warnf func(ctx context.Context, format string, args ...any)
 
 	mu     sync.Mutex
-	chains map[digest.Digest]string // chainKey of a remote's blobs -> cache record ID
+	chains map[digest.Digest]string // blob chain ID -> ID of a record with it
 }
 
 func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote) (cache.ImmutableRef, error) {
-	keys := chainKeys(remote.Descriptors)
+	keys := blobChainIDs(remote.Descriptors)
 	if ref := w.loadRemembered(ctx, remote, keys); ref != nil {
 		return ref, nil
 	}
@@ -50,7 +62,7 @@ func (w *verifyingWorker) FromRemote(ctx context.Context, remote *solver.Remote)
 	if err != nil {
 		return nil, err
 	}
-	w.remember(ctx, remote, keys, ref)
+	w.remember(ctx, keys, ref)
 	return ref, nil
 }
 
@@ -85,19 +97,33 @@ func (w *verifyingWorker) fromRemote(ctx context.Context, remote *solver.Remote)
 	return w.Worker.FromRemote(ctx, remote)
 }
 
-// chainKeys are keys for each prefix of a layer chain: keys[i] names the
-// chain of descs[0..i].
-func chainKeys(descs []ocispecs.Descriptor) []digest.Digest {
+// recordBlobChainIDKey is the metadata key under which BuildKit's cache
+// records hold their blob chain ID (cache/metadata.go keyBlobChainID).
+const recordBlobChainIDKey = "cache.blobChainID"
+
+// blobChainIDs are the blob chain IDs of each prefix of a layer chain,
+// computed as BuildKit's cache manager computes them in GetByBlob:
+// keys[i] identifies descs[0..i], blobs and uncompressed digests both. It
+// is nil when a descriptor lacks a valid uncompressed digest, which
+// GetByBlob refuses too: such a chain is never remembered.
+func blobChainIDs(descs []ocispecs.Descriptor) []digest.Digest {
 	keys := make([]digest.Digest, len(descs))
-	var prev digest.Digest
+	var parent digest.Digest
 	for i, d := range descs {
-		prev = digest.FromString(prev.String() + " " + d.Digest.String())
-		keys[i] = prev
+		diffID, err := digest.Parse(d.Annotations[labels.LabelUncompressed])
+		if err != nil || d.Digest.Validate() != nil {
+			return nil
+		}
+		id := identity.ChainID([]digest.Digest{d.Digest, diffID})
+		if parent != "" {
+			id = identity.ChainID([]digest.Digest{parent, id})
+		}
+		keys[i], parent = id, id
 	}
 	return keys
 }
 
-// loadRemembered is a ref to the record already holding remote's layer
+// loadRemembered is a ref to a record already holding remote's layer
 // chain, or nil when there is none (then the chain is loaded as usual).
 // The record's blobs were verified when they were fetched, and the record
 // holds them in the content store.
@@ -105,54 +131,60 @@ func (w *verifyingWorker) loadRemembered(ctx context.Context, remote *solver.Rem
 	if len(keys) == 0 {
 		return nil
 	}
+	key := keys[len(keys)-1]
 	w.mu.Lock()
-	id, ok := w.chains[keys[len(keys)-1]]
+	id, ok := w.chains[key]
 	w.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	ref, err := w.CacheManager().Get(ctx, id, nil, descHandlers(ctx, remote))
-	if err != nil {
-		// Gone meanwhile (pruned): load it as if never seen.
-		w.mu.Lock()
-		delete(w.chains, keys[len(keys)-1])
-		w.mu.Unlock()
-		return nil
+	if err == nil && ref.GetString(recordBlobChainIDKey) == key.String() {
+		return ref
 	}
-	return ref
+	if err == nil {
+		_ = ref.Release(context.WithoutCancel(ctx))
+	}
+	// Gone meanwhile (pruned), or no longer that chain: load it as if never seen.
+	w.mu.Lock()
+	delete(w.chains, key)
+	w.mu.Unlock()
+	return nil
 }
 
-// remember notes the record of each layer of ref, which was loaded from
-// remote, under the key of its chain (keys are remote's chainKeys).
-func (w *verifyingWorker) remember(ctx context.Context, remote *solver.Remote, keys []digest.Digest, ref cache.ImmutableRef) {
-	if ref == nil || len(remote.Descriptors) == 0 {
+// remember notes ref, which BuildKit loaded for the chain keys identify,
+// and those of its layers whose own chain is a prefix of it.
+func (w *verifyingWorker) remember(ctx context.Context, keys []digest.Digest, ref cache.ImmutableRef) {
+	if ref == nil || len(keys) == 0 {
 		return
+	}
+	found := map[digest.Digest]string{}
+	if ref.GetString(recordBlobChainIDKey) == keys[len(keys)-1].String() {
+		found[keys[len(keys)-1]] = ref.ID()
 	}
 	layers := ref.LayerChain()
 	defer layers.Release(context.WithoutCancel(ctx))
-	if len(layers) != len(remote.Descriptors) {
-		return
-	}
-	for i, l := range layers {
-		// The record's blob is BuildKit's to name; a chain that doesn't match
-		// layer for layer is not remembered, which is merely slower.
-		if l.GetString(recordBlobKey) != remote.Descriptors[i].Digest.String() {
-			return
+	if len(layers) == len(keys) {
+		for i, l := range layers[:len(layers)-1] {
+			// Each layer's own blob chain ID says whether it holds the
+			// prefix: a merged ref's layers hold other chains.
+			if l.GetString(recordBlobChainIDKey) == keys[i].String() {
+				found[keys[i]] = l.ID()
+			}
 		}
+	}
+	if len(found) == 0 {
+		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.chains == nil {
 		w.chains = map[digest.Digest]string{}
 	}
-	for i, l := range layers {
-		w.chains[keys[i]] = l.ID()
+	for k, id := range found {
+		w.chains[k] = id
 	}
 }
-
-// recordBlobKey is the metadata key under which BuildKit's cache records
-// hold their layer's blob digest.
-const recordBlobKey = "cache.blob"
 
 // descHandlers tell BuildKit where remote's blobs come from and where their
 // progress goes, as its worker's FromRemote does.
