@@ -348,3 +348,122 @@ func TestSweepRechecksWithFewestRequests(t *testing.T) {
 		t.Fatalf("deleted %d with %d HEADs in %d requests; want 2 with 2 HEADs in 1", res.Deleted.Objects, cs.stats.Load(), cs.deletes.Load())
 	}
 }
+
+// TestManifestNameEndingInSlashIsLive checks that a manifest whose name
+// ends in "/" (our parser refuses such names, upstream writes them) is a
+// cache like any other, and only a zero-byte "folder/" marker is not.
+func TestManifestNameEndingInSlashIsLive(t *testing.T) {
+	b := cachetest.NewBucket(t, "prefix=ci/")
+	f := cachetest.New()
+	ls := f.Layers(t, 1000, 2000)
+	f.Export(t, backend.Options{}, b.Attrs(t, "name=tmp"), ls...)
+	ctx := context.Background()
+	dt, err := store.ReadAll(ctx, b.Store, b.Layout.ManifestKey("tmp"), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, dt []byte) {
+		t.Helper()
+		if err := b.Store.Put(ctx, key, bytes.NewReader(dt), int64(len(dt))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What upstream's exporter writes for name=main/.
+	put(b.Layout.ManifestKey("main/"), dt)
+	put(b.Layout.ManifestKey("folder/"), nil)
+	if err := b.Store.Delete(ctx, []string{b.Layout.ManifestKey("tmp")}); err != nil {
+		t.Fatal(err)
+	}
+
+	plan, res := prune(t, b, gc.Options{Grace: 0})
+	if plan.Caches != 1 || len(plan.Broken) != 0 || plan.Sweep.Objects != 0 || res.Deleted.Objects != 0 {
+		t.Fatalf("plan: %d caches, broken %v, sweep %+v, deleted %+v; want cache main/ seen and its blobs kept",
+			plan.Caches, plan.Broken, plan.Sweep, res.Deleted)
+	}
+	for _, l := range ls {
+		if !exists(t, b.Store, b.Layout.BlobKey(l.Digest())) {
+			t.Errorf("blob %s of cache main/ deleted", l.Digest())
+		}
+	}
+	r, err := inventory.Ls(ctx, b.Store, b.Layout, inventory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Caches) != 1 || r.Caches[0].Name != "main/" {
+		t.Fatalf("ls: %+v; want the one cache main/ (and not the folder marker)", r.Caches)
+	}
+	verifyAll(t, b)
+}
+
+// cutListStore fails its failAt-th List (counting from 1) after passing
+// on the first object: a listing that could not be completed.
+type cutListStore struct {
+	store.Store
+	failAt, lists int
+}
+
+func (c *cutListStore) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
+	c.lists++
+	if c.lists != c.failAt {
+		return c.Store.List(ctx, prefix, fn)
+	}
+	first := true
+	err := c.Store.List(ctx, prefix, func(o store.Object) error {
+		if !first {
+			return errors.New("s3 list: truncated page without a continuation token")
+		}
+		first = false
+		return fn(o)
+	})
+	if err == nil {
+		err = errors.New("s3 list: truncated page without a continuation token")
+	}
+	return err
+}
+
+// TestIncompleteListingNeverSweeps checks that a listing that fails at any
+// point of a prune (the plan's, a batch's re-check or re-mark) stops it
+// before a delete that listing should have vetted.
+func TestIncompleteListingNeverSweeps(t *testing.T) {
+	l := store.Layout{BlobsPrefix: "blobs/", ManifestsPrefix: "manifests/"}
+	ctx := context.Background()
+	later := func() time.Time { return time.Now().Add(time.Minute) }
+	for failAt := 1; failAt <= 4; failAt++ {
+		t.Run(fmt.Sprint("list ", failAt), func(t *testing.T) {
+			st := storetest.NewMemory()
+			var ds []string
+			for i := range 3 {
+				data := []byte(fmt.Sprint("blob ", i))
+				ds = append(ds, digest.FromBytes(data).String())
+				if err := st.Put(ctx, l.BlobKey(ds[i]), bytes.NewReader(data), int64(len(data))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := []byte(`{"layers":[{"blob":"` + ds[0] + `"}]}`)
+			for _, name := range []string{"a", "b"} {
+				if err := st.Put(ctx, l.ManifestKey(name), bytes.NewReader(m), int64(len(m))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := objects(t, st)
+			cs := &cutListStore{Store: st, failAt: failAt}
+			// Batches of 1 make each batch re-check with a HEAD and
+			// re-mark with a LIST of the manifests.
+			pr := gc.New(cs, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit, BatchSize: 1, Now: later})
+			plan, err := pr.Plan(ctx)
+			if err == nil {
+				_, err = pr.Execute(ctx, plan)
+			}
+			if cs.lists < failAt {
+				t.Skipf("prune made only %d listings", cs.lists)
+			}
+			if err == nil || !strings.Contains(err.Error(), "truncated page") {
+				t.Fatalf("prune after listing %d was cut short: %v; want its error", failAt, err)
+			}
+			after := objects(t, st)
+			if failAt <= 2 && !maps.Equal(before, after) {
+				t.Fatalf("prune deleted after an incomplete listing:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}

@@ -122,14 +122,18 @@ const (
 // classify tells blobs from manifests, also when one prefix contains the
 // other (e.g. manifests_prefix="" puts blobs/ inside the manifests'
 // directory): a key under the blobs prefix whose rest is a digest is a blob.
-func classify(l store.Layout, key string) (kind, string) {
+func classify(l store.Layout, obj store.Object) (kind, string) {
+	key := obj.Key
 	bdir, mdir := l.BlobsDir(), l.ManifestsDir()
 	if rest, ok := strings.CutPrefix(key, bdir); ok && isDigest(rest) {
 		return kindBlob, rest
 	}
 	if rest, ok := strings.CutPrefix(key, mdir); ok {
-		// An empty name or a console's "folder/" marker is no manifest.
-		if rest == "" || strings.HasSuffix(rest, "/") {
+		// An empty name or a console's "folder/" marker (zero bytes) is no
+		// manifest. Any other key is one, even ending in "/": upstream
+		// writes such names, and a manifest overlooked here would have
+		// prune delete the blobs it names.
+		if rest == "" || (strings.HasSuffix(rest, "/") && obj.Size == 0) {
 			return kindOther, ""
 		}
 		return kindManifest, rest
@@ -169,7 +173,7 @@ func list(ctx context.Context, st store.Store, l store.Layout, blobs bool, opts 
 			if n%progressEvery == 0 {
 				opts.progressf("listed %d objects under %q", n, prefix)
 			}
-			k, name := classify(l, obj.Key)
+			k, name := classify(l, obj)
 			if k == kindBlob && !blobs {
 				return nil
 			}
@@ -260,7 +264,7 @@ func ReadManifests(ctx context.Context, st store.Store, l store.Layout, objs []s
 // ReadManifest reads one listed manifest object. A decoding failure is not
 // an error but the manifest's Err; a failed read (including ErrNotFound) is.
 func ReadManifest(ctx context.Context, st store.Store, l store.Layout, obj store.Object, opts Options) (*Manifest, error) {
-	_, name := classify(l, obj.Key)
+	_, name := classify(l, obj)
 	m := &Manifest{Name: name, Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}
 	limit := opts.maxManifestSize()
 	if obj.Size > limit {
