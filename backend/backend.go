@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/moby/buildkit/util/progress/logs"
 	digest "github.com/opencontainers/go-digest"
@@ -36,6 +37,9 @@ type Options struct {
 	// of copying it through the process; nil, or an error, reads the blob
 	// through BuildKit's content provider.
 	LocalBlob func(dgst digest.Digest) (*os.File, error)
+	// Now is the exporter's clock (default time.Now); tests move it on to
+	// reach the age at which an export re-checks its blobs.
+	Now func() time.Time
 }
 
 func (o Options) open(ctx context.Context, cfg spec.Config) (store.Store, store.Layout, error) {

@@ -47,7 +47,11 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 			return nil, err
 		}
 		cc := v1.NewCacheChains()
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: time.Now, info: &infoMemo{}, localBlob: opts.LocalBlob}, nil
+		now := opts.Now
+		if now == nil {
+			now = time.Now
+		}
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob}, nil
 	}
 }
 
@@ -77,31 +81,34 @@ func (e *exporter) Add(dgst digest.Digest, deps [][]solver.CacheLink, results []
 	return e.CacheExporterTarget.Add(dgst, deps, e.info.wrap(results))
 }
 
-// recheckAge bounds how long before an export a reused blob may have been
-// last modified and still be trusted without a second look once the
-// manifest is written: prune (package gc) deletes only blobs unreferenced
-// and older than its grace (default 1h), so a blob younger than this when
-// re-checked cannot have been swept by a prune with a grace of 30 minutes
-// or more that missed our manifest.
+// recheckAge bounds how long before an export's manifest a blob it names
+// may have been last modified (found so, or uploaded) and still be trusted
+// without a second look once the manifest is written: prune (package gc)
+// deletes only blobs unreferenced and older than its grace (default 1h),
+// so a blob younger than this when re-checked cannot have been swept by a
+// prune with a grace of 30 minutes or more that missed our manifest.
 const recheckAge = 30 * time.Minute
 
-// reusedBlob is a blob the export found in the bucket instead of uploading.
-type reusedBlob struct {
-	pair         v1.DescriptorProviderPair
-	lastModified time.Time // as found, or when we touched it
+// placedBlob is a blob the manifest names, as the export left it in the
+// bucket: found there, touched, or uploaded.
+type placedBlob struct {
+	pair v1.DescriptorProviderPair
+	// lastModified is as found, when we touched it, or when our upload
+	// started (S3 dates a multipart upload from its start).
+	lastModified time.Time
 	touched      bool
 }
 
 // Finalize uploads every blob the chains need, then writes the manifest
 // under each name: a manifest is never written before all its blobs exist.
-// It then re-checks the reused blobs a concurrent prune could have deleted
-// since they were found (see package gc for the protocol).
+// It then re-checks the blobs a concurrent prune could have deleted since
+// they were found or uploaded (see package gc for the protocol).
 func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 	cacheConfig, descs, err := e.chains.Marshal(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
 	}
-	reused, err := e.putBlobs(ctx, cacheConfig, descs)
+	placed, err := e.putBlobs(ctx, cacheConfig, descs)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
@@ -115,7 +122,7 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
 		}
 	}
-	if err := e.recheckBlobs(ctx, reused); err != nil {
+	if err := e.recheckBlobs(ctx, placed); err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
 	return nil, nil
@@ -123,8 +130,8 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 
 // putBlobs makes every layer present and fresh in the bucket, with
 // upload_parallelism workers, and fills in the layer annotations. It
-// returns the blobs it found rather than uploaded.
-func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*reusedBlob, error) {
+// returns every blob, as placed.
+func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, error) {
 	// One blob may be several layers (the same bytes on other parents).
 	pairs := make([]v1.DescriptorProviderPair, 0, len(cc.Layers))
 	seen := make(map[digest.Digest]bool, len(cc.Layers))
@@ -174,28 +181,28 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		})
 	}
 	_ = eg.Wait() // each check's error is its blob's, below
-	reused := make([]*reusedBlob, len(pairs))
+	placed := make([]*placedBlob, len(pairs))
 	eg, ctx = errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
 	for i, pair := range pairs {
 		eg.Go(func() error {
-			r, err := e.putBlob(ctx, pair, objs[i], statErrs[i])
-			reused[i] = r
+			p, err := e.putBlob(ctx, pair, objs[i], statErrs[i])
+			placed[i] = p
 			return err
 		})
 	}
-	return reused, eg.Wait()
+	return placed, eg.Wait()
 }
 
-// putBlob uploads a blob the bucket lacks, or returns the one it has,
+// putBlob uploads a blob the bucket lacks, or keeps the one it has,
 // touched when older than touch_refresh; obj and err are what checking
 // the bucket for it found.
-func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair, obj store.Object, err error) (*reusedBlob, error) {
+func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair, obj store.Object, err error) (*placedBlob, error) {
 	desc := pair.Descriptor
 	key := e.layout.BlobKey(desc.Digest.String())
 	switch {
 	case err == nil && obj.Size == desc.Size:
-		r := &reusedBlob{pair: pair, lastModified: obj.LastModified}
+		r := &placedBlob{pair: pair, lastModified: obj.LastModified}
 		if e.now().Sub(obj.LastModified) <= e.cfg.TouchRefresh {
 			return r, nil
 		}
@@ -214,7 +221,13 @@ func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair, 
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, fmt.Errorf("check blob %s: %w", desc.Digest, err)
 	}
-	return nil, e.upload(ctx, pair)
+	// An upload that takes longer than prune's grace before the manifest
+	// is written leaves an old, unnamed blob: re-checked like a reused one.
+	started := e.now()
+	if err := e.upload(ctx, pair); err != nil {
+		return nil, err
+	}
+	return &placedBlob{pair: pair, lastModified: started}, nil
 }
 
 func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) error {
@@ -275,15 +288,15 @@ func (s *serialReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return s.ra.ReadAt(p, off)
 }
 
-// recheckBlobs looks again, after the manifest is written, at the reused
-// blobs a prune could have deleted meanwhile: those we touched (a prune may
-// have checked them just before) and those last modified more than
-// recheckAge ago; it uploads again any that is gone.
-func (e *exporter) recheckBlobs(ctx context.Context, reused []*reusedBlob) error {
+// recheckBlobs looks again, after the manifest is written, at the blobs
+// it names that a prune could have deleted meanwhile: those we touched (a
+// prune may have checked them just before) and those, found or uploaded,
+// last modified more than recheckAge ago; it uploads again any that is gone.
+func (e *exporter) recheckBlobs(ctx context.Context, placed []*placedBlob) error {
 	now := e.now()
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(e.cfg.UploadParallelism)
-	for _, r := range reused {
+	for _, r := range placed {
 		if r == nil || (!r.touched && now.Sub(r.lastModified) <= recheckAge) {
 			continue
 		}

@@ -14,8 +14,9 @@
 //     rewritten one, then (3) deletes what is still garbage; afterwards it
 //     re-lists once more and reports any manifest naming a blob it deleted;
 //   - the exporter (backend/exporter.go), after writing its manifest,
-//     re-checks every blob it touched and every blob it reused that was last
-//     modified more than 30 minutes before, and uploads again any that is
+//     re-checks every blob it touched and every other blob the manifest
+//     names, reused or uploaded, that was last modified (or whose upload
+//     started) more than 30 minutes before, and uploads again any that is
 //     gone.
 package gc
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -334,4 +335,46 @@ func TestRacePruneReportsAnExportInsideItsLastWindow(t *testing.T) {
 	}
 	r.f.Export(t, backend.Options{}, r.b.Attrs(t, "name=new"), r.x, r.c)
 	r.checkIntact(t)
+}
+
+// An export uploaded C, then took longer than the grace to reach its
+// manifest (here its clock jumps 31 minutes, past the exporter's re-check
+// age, as the prune's grace of 1s stands for one of an hour): the prune
+// deleted C as an old unnamed blob, and the export's re-check after its
+// manifest finds C gone and uploads it again.
+func TestRaceExportRechecksABlobItUploaded(t *testing.T) {
+	b, f := cachetest.NewBucket(t, ""), cachetest.New()
+	c := f.Layers(t, 3000)[0]
+	g := newGate()
+	var late atomic.Bool
+	opts := backend.Options{
+		NewStore: func(context.Context, spec.Config) (store.Store, error) {
+			return &hookStore{Store: b.Store, before: pauseAt(g, "put", b.Layout.ManifestKey("new"))}, nil
+		},
+		Now: func() time.Time {
+			if late.Load() {
+				return time.Now().Add(31 * time.Minute)
+			}
+			return time.Now()
+		},
+	}
+	exp := make(chan error, 1)
+	go func() { exp <- f.ExportE(context.Background(), opts, b.Attrs(t, "name=new"), c) }()
+	g.wait(t, "the export to reach its manifest")
+	time.Sleep(1500 * time.Millisecond) // C is older than the grace
+
+	r := &raceFixture{b: b, f: f}
+	p := wait(t, r.prune(b.Store), "prune")
+	if p.err != nil || p.res.Deleted.Objects != 1 {
+		t.Fatalf("prune: %v, %+v; want C deleted", p.err, p.res)
+	}
+	late.Store(true)
+	close(g.release)
+	if err := wait(t, exp, "export"); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(t, b.Store, b.Layout.BlobKey(c.Digest())) {
+		t.Fatal("the blob the export uploaded is gone, and its manifest names it")
+	}
+	verifyAll(t, b)
 }
