@@ -34,6 +34,9 @@ type Options struct {
 	// DeleteBatch is the number of keys per DeleteObjects request
 	// (default and maximum 1000).
 	DeleteBatch int
+	// ListPageSize is the number of keys one LIST request asks for
+	// (default and maximum 1000); tests make it small to get many pages.
+	ListPageSize int
 	// RetryMaxBackoff caps the SDK retryer's delay between attempts
 	// (default the SDK's, 20s); tests make it small to stay quick.
 	RetryMaxBackoff time.Duration
@@ -64,6 +67,9 @@ func (o Options) withDefaults() Options {
 	o.CopyPartSize = min(max(o.CopyPartSize, minPartSize), 5*gib)
 	if o.DeleteBatch <= 0 || o.DeleteBatch > 1000 {
 		o.DeleteBatch = 1000
+	}
+	if o.ListPageSize <= 0 || o.ListPageSize > 1000 {
+		o.ListPageSize = 1000
 	}
 	if o.Now == nil {
 		o.Now = time.Now

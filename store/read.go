@@ -19,22 +19,33 @@ func (s *S3) Stat(ctx context.Context, key string) (Object, error) {
 }
 
 // List calls fn for every object under prefix, in key order. An error of fn
-// stops the listing and is returned as it is.
+// stops the listing and is returned as it is. A listing that cannot be
+// complete is an error, never a short answer: prune takes what is not
+// listed for absent. So a truncated page without a continuation token, or
+// a token seen before (which would loop for ever), fails the listing; the
+// SDK's paginator would stop silently on the first and loop on the second.
 func (s *S3) List(ctx context.Context, prefix string, fn func(Object) error) error {
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+	seen := map[string]bool{}
+	token := ""
+	for page := 1; ; page++ {
+		objs, next, err := s.ListPage(ctx, prefix, token, s.opts.ListPageSize)
 		if err != nil {
-			return s.wrapErr("list", prefix, err)
+			return fmt.Errorf("%w (page %d)", err, page)
 		}
-		for _, o := range page.Contents {
-			obj := Object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified)}
+		for _, obj := range objs {
 			if err := fn(obj); err != nil {
 				return err
 			}
 		}
+		if next == "" {
+			return nil
+		}
+		if seen[next] {
+			return fmt.Errorf("s3 list %s: page %d repeats the continuation token of an earlier page; the listing would never end", prefix, page)
+		}
+		seen[next] = true
+		token = next
 	}
-	return nil
 }
 
 // ListPage returns up to limit objects under prefix after token's page, in

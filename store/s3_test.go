@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -390,5 +392,85 @@ func TestDisableAcceptEncoding(t *testing.T) {
 				t.Errorf("disable=%v: %s %s sent Accept-Encoding %q", disable, r.Method, r.Path, r.Header.Get("Accept-Encoding"))
 			}
 		}
+	}
+}
+
+// TestListRefusesAnIncompleteListing checks that a page marked truncated
+// without a continuation token, or a token repeated from an earlier page,
+// fails the listing instead of ending it short or looping: prune would take
+// the objects it never saw for absent.
+func TestListRefusesAnIncompleteListing(t *testing.T) {
+	srv := miniotest.Shared(t)
+	bucket := srv.Bucket(t)
+	direct := newStore(t, testConfig(srv, bucket, ""), smallOptions())
+	ctx := testCtx(t)
+	var want []string
+	for i := range 7 {
+		key := fmt.Sprintf("m/%d", i)
+		want = append(want, key)
+		if err := direct.Put(ctx, key, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	isList := func(r *http.Request) bool { return r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "2" }
+	tokenRE := regexp.MustCompile(`<NextContinuationToken>[^<]*</NextContinuationToken>`)
+
+	tests := []struct {
+		name    string
+		rewrite func(first *string) func(*http.Request, []byte) []byte
+		wantErr string
+	}{
+		{"truncated page without a token", func(*string) func(*http.Request, []byte) []byte {
+			return func(r *http.Request, body []byte) []byte {
+				if r.URL.Query().Get("continuation-token") == "" {
+					return body // the first page passes
+				}
+				return tokenRE.ReplaceAll(body, nil)
+			}
+		}, "truncated page without a continuation token"},
+		{"token of an earlier page again", func(first *string) func(*http.Request, []byte) []byte {
+			return func(r *http.Request, body []byte) []byte {
+				if r.URL.Query().Get("continuation-token") == "" {
+					*first = string(tokenRE.Find(body))
+					return body
+				}
+				// Every later page sends the client back to the second.
+				return tokenRE.ReplaceAll(body, []byte(*first))
+			}
+		}, "repeats the continuation token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			proxy := proxytest.New(t, srv.Endpoint)
+			opts := smallOptions()
+			opts.ListPageSize = 2
+			st := newStore(t, testConfig(srv, bucket, proxy.URL), opts)
+			var first string
+			proxy.AddFault(proxytest.Fault{Kind: proxytest.Rewrite, Match: isList, Rewrite: tt.rewrite(&first)})
+			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			var got []string
+			err := st.List(ctx, "m/", func(o store.Object) error {
+				got = append(got, o.Key)
+				if len(got) > 100 {
+					return errors.New("listed more than 100 objects of 7: the listing loops")
+				}
+				return nil
+			})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "m/") {
+				t.Fatalf("list: %v after %d objects; want an error naming the prefix and %q", err, len(got), tt.wantErr)
+			}
+		})
+	}
+
+	// The same pages, untouched, list everything.
+	opts := smallOptions()
+	opts.ListPageSize = 2
+	var got []string
+	if err := newStore(t, testConfig(srv, bucket, ""), opts).List(ctx, "m/", func(o store.Object) error {
+		got = append(got, o.Key)
+		return nil
+	}); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("list in pages of 2: %v, %v; want %v", got, err, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ const (
 	// Hang reads the request body and holds the request until the client
 	// gives up or the proxy stops, never answering.
 	Hang
+	// Rewrite forwards the request and replaces the response body with
+	// what Rewrite returns for it: a server that answers wrongly (requests
+	// are signed, so the proxy can change only answers).
+	Rewrite
 )
 
 func (k Kind) String() string {
@@ -49,6 +54,8 @@ func (k Kind) String() string {
 		return "truncate"
 	case Hang:
 		return "hang"
+	case Rewrite:
+		return "rewrite"
 	default:
 		return fmt.Sprintf("kind(%d)", int(k))
 	}
@@ -81,6 +88,9 @@ type Fault struct {
 	// OnRequest, when set, is called with each request the fault applies
 	// to, before anything else happens to it.
 	OnRequest func(*http.Request)
+	// Rewrite, for Kind Rewrite, maps the request and the server's
+	// response body to the body the client gets.
+	Rewrite func(r *http.Request, body []byte) []byte
 }
 
 func (f Fault) String() string {
@@ -98,6 +108,8 @@ func (f Fault) String() string {
 		s = fmt.Sprintf("truncate after %d response bytes", f.Bytes)
 	case Hang:
 		s = "hang"
+	case Rewrite:
+		s = "rewrite"
 	default:
 		s = fmt.Sprintf("kind %d", int(f.Kind))
 	}
@@ -232,6 +244,19 @@ func (p *Proxy) apply(rule *Rule, w http.ResponseWriter, r *http.Request) {
 	case ResetResponse, Truncate:
 		cw := &cutWriter{ResponseWriter: w, left: f.Bytes, reset: f.Kind == ResetResponse}
 		p.rp.ServeHTTP(cw, r)
+	case Rewrite:
+		rec := httptest.NewRecorder()
+		p.rp.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if f.Rewrite != nil {
+			body = f.Rewrite(r, body)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
 	case Hang:
 		// The server notices a client that hangs up only once the body is read.
 		_, _ = io.Copy(io.Discard, r.Body)
