@@ -9,21 +9,20 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// infoMemo remembers, for one export, the blobs the content store has
-// shown it holds. BuildKit's CacheChains.Marshal asks Info of every blob of
-// a chain, again for each ancestor chain and again for each record: with n
+// infoMemo remembers, for one export, what each result's provider said it
+// holds. BuildKit's CacheChains.Marshal asks a result's provider Info of
+// every blob of its chain, and again for each ancestor chain: with n
 // layers of mode=max that is about n³/6 content-store lookups (a second of
-// the export at 60 layers) for n answers. Every result's provider asks the
-// same content store, so one that has answered for a blob answers for all;
-// a failure is not remembered, so a provider that cannot serve a blob
-// still says so.
-type infoMemo struct {
-	mu    sync.Mutex
-	infos map[digest.Digest]content.Info
-}
+// the export at 60 layers). Each provider's own answers are remembered,
+// never one provider's for another's: providers differ (a lazy ref's, an
+// imported result's), and BuildKit drops a result whose provider lacks a
+// blob even when another's has it. A failure is not remembered, so a
+// provider that cannot serve a blob still says so each time, as it would
+// to BuildKit.
+type infoMemo struct{}
 
-// wrap gives the results' providers the memo. The results are copied, not
-// changed in place.
+// wrap gives each result's provider a memo of its own. The results are
+// copied, not changed in place.
 func (m *infoMemo) wrap(results []solver.CacheExportResult) []solver.CacheExportResult {
 	out := make([]solver.CacheExportResult, len(results))
 	for i, r := range results {
@@ -35,23 +34,25 @@ func (m *infoMemo) wrap(results []solver.CacheExportResult) []solver.CacheExport
 			continue
 		}
 		remote := *r.Result
-		remote.Provider = &memoProvider{InfoReaderProvider: remote.Provider, memo: m}
+		remote.Provider = &memoProvider{InfoReaderProvider: remote.Provider}
 		out[i].Result = &remote
 	}
 	return out
 }
 
-// memoProvider is a provider whose Info consults the export's memo; the
-// rest it passes through.
+// memoProvider is a provider whose Info answers are remembered; the rest
+// it passes through.
 type memoProvider struct {
 	content.InfoReaderProvider
-	memo *infoMemo
+
+	mu    sync.Mutex
+	infos map[digest.Digest]content.Info
 }
 
 func (p *memoProvider) Info(ctx context.Context, dgst digest.Digest) (content.Info, error) {
-	p.memo.mu.Lock()
-	info, ok := p.memo.infos[dgst]
-	p.memo.mu.Unlock()
+	p.mu.Lock()
+	info, ok := p.infos[dgst]
+	p.mu.Unlock()
 	if ok {
 		return info, nil
 	}
@@ -59,12 +60,12 @@ func (p *memoProvider) Info(ctx context.Context, dgst digest.Digest) (content.In
 	if err != nil {
 		return info, err
 	}
-	p.memo.mu.Lock()
-	if p.memo.infos == nil {
-		p.memo.infos = map[digest.Digest]content.Info{}
+	p.mu.Lock()
+	if p.infos == nil {
+		p.infos = map[digest.Digest]content.Info{}
 	}
-	p.memo.infos[dgst] = info
-	p.memo.mu.Unlock()
+	p.infos[dgst] = info
+	p.mu.Unlock()
 	return info, nil
 }
 
