@@ -30,8 +30,8 @@ type Options struct {
 	MaxManifestSize int64
 	// Logf receives warnings (unknown attributes, damaged cache); nil drops them.
 	Logf func(format string, args ...any)
-	// Vault resolves secret attributes the daemon sealed on the way in.
-	Vault *Vault
+	// Policy limits what the specs may reach; the zero value allows all.
+	Policy Policy
 	// LocalBlob opens a blob of the engine's local content store as a
 	// file, which an upload over plain HTTP sends with sendfile(2) instead
 	// of copying it through the process; nil, or an error, reads the blob
@@ -88,8 +88,13 @@ func (o Options) warnf(ctx context.Context, format string, args ...any) {
 
 // parseConfig validates the attributes BuildKit hands a cache backend.
 func (o Options) parseConfig(ctx context.Context, attrs map[string]string) (spec.Config, error) {
-	cfg, err := spec.FromAttrs(o.Vault.open(attrs))
+	cfg, err := spec.FromAttrs(attrs)
 	if err != nil {
+		return spec.Config{}, err
+	}
+	// Also here, not only where the engine takes a request: a frontend's
+	// own solves carry cache imports the engine never saw.
+	if err := o.Policy.Check(cfg); err != nil {
 		return spec.Config{}, err
 	}
 	for _, w := range cfg.Warnings {

@@ -73,6 +73,7 @@ type Options struct {
 type Engine struct {
 	Controller *control.Controller
 	vault      *backend.Vault
+	policy     backend.Policy
 	root       string
 	lock       *flock.Flock
 	closers    []func() error
@@ -92,8 +93,10 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("create engine root: %w", err)
 	}
-	e := &Engine{root: root, vault: backend.NewVault()}
-	opts.Cache.Vault = e.vault
+	if err := opts.Cache.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{root: root, vault: backend.NewVault(), policy: opts.Cache.Policy}
 	defer func() {
 		if retErr != nil {
 			_ = e.Close()
@@ -148,7 +151,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 		opts.Cache.LocalBlob = contentFiles(contentDir)
 	}
 	exporters := map[string]remotecache.ResolveCacheExporterFunc{
-		"s3":       backend.ResolveCacheExporterFunc(opts.Cache),
+		"s3":       backend.ExporterWithVault(e.vault, backend.ResolveCacheExporterFunc(opts.Cache)),
 		"registry": registryremotecache.ResolveCacheExporterFunc(sm, hosts),
 		"local":    localremotecache.ResolveCacheExporterFunc(sm),
 		"inline":   inlineremotecache.ResolveCacheExporterFunc(),
@@ -156,7 +159,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 		"azblob":   azblob.ResolveCacheExporterFunc(),
 	}
 	importers := map[string]remotecache.ResolveCacheImporterFunc{
-		"s3":       backend.ResolveCacheImporterFunc(opts.Cache),
+		"s3":       backend.ImporterWithVault(e.vault, backend.ResolveCacheImporterFunc(opts.Cache)),
 		"registry": registryremotecache.ResolveCacheImporterFunc(sm, w.ContentStore(), hosts),
 		"local":    localremotecache.ResolveCacheImporterFunc(sm),
 		"gha":      gha.ResolveCacheImporterFunc(nil, nil),
