@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"strings"
 
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 )
@@ -57,7 +58,7 @@ func sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, [
 		records[i] = r
 	}
 
-	ok := validRecords(records)
+	ok, finished := validRecords(records)
 	for i, good := range ok {
 		if !good {
 			problems = append(problems, fmt.Sprintf("record %d has invalid links", i))
@@ -66,21 +67,30 @@ func sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, [
 	// Keep the valid records, renumbering the links between them.
 	newIndex := make([]int, len(records))
 	var out []cacheimporttypes.CacheRecord
+	var orig []int // index in records of each kept record
 	for i, good := range ok {
 		newIndex[i] = -1
 		if good {
 			newIndex[i] = len(out)
 			out = append(out, records[i])
+			orig = append(orig, i)
 		}
 	}
 	for i := range out {
 		inputs := make([][]cacheimporttypes.CacheInput, len(out[i].Inputs))
 		for j, slot := range out[i].Inputs {
 			for _, in := range slot {
-				if in.LinkIndex >= 0 && in.LinkIndex < len(ok) && ok[in.LinkIndex] {
-					inputs[j] = append(inputs[j], cacheimporttypes.CacheInput{Selector: in.Selector, LinkIndex: newIndex[in.LinkIndex]})
-				} else {
+				switch {
+				case in.LinkIndex < 0 || in.LinkIndex >= len(ok) || !ok[in.LinkIndex]:
 					problems = append(problems, fmt.Sprintf("a record links to invalid record %d", in.LinkIndex))
+				case finished[in.LinkIndex] >= finished[orig[i]]:
+					// Only links to records found valid before this one
+					// stay: any other closes a loop (to itself, or back to
+					// a record whose check was under way), however valid
+					// both ends, and BuildKit refuses the whole manifest.
+					problems = append(problems, fmt.Sprintf("record %d links to record %d in a loop", orig[i], in.LinkIndex))
+				default:
+					inputs[j] = append(inputs[j], cacheimporttypes.CacheInput{Selector: in.Selector, LinkIndex: newIndex[in.LinkIndex]})
 				}
 			}
 		}
@@ -137,8 +147,10 @@ func validLayers(layers []cacheimporttypes.CacheLayer) []bool {
 
 // validRecords marks the records whose every input slot keeps at least one
 // link to a valid record, with no loops. Invalid records make the records
-// that depend on them invalid in turn.
-func validRecords(records []cacheimporttypes.CacheRecord) []bool {
+// that depend on them invalid in turn. finished numbers the records in the
+// order their check ended: a valid record's links that count are those to
+// valid records finished before it, which can't form a loop.
+func validRecords(records []cacheimporttypes.CacheRecord) (ok []bool, finished []int) {
 	const (
 		unknown = iota
 		visiting
@@ -146,6 +158,20 @@ func validRecords(records []cacheimporttypes.CacheRecord) []bool {
 		bad
 	)
 	state := make([]int, len(records))
+	finished = make([]int, len(records))
+	done := 0
+	finish := func(rec, s int) {
+		state[rec] = s
+		finished[rec] = done
+		done++
+	}
+	for i, r := range records {
+		// BuildKit adds no record for a random: digest, so a link to one
+		// fails its parse: such a record is invalid.
+		if strings.HasPrefix(r.Digest.String(), "random:") {
+			finish(i, bad)
+		}
+	}
 	// An explicit stack: a hostile manifest may chain records very deep.
 	type frame struct{ rec, slot, link int }
 	for start := range records {
@@ -158,7 +184,7 @@ func validRecords(records []cacheimporttypes.CacheRecord) []bool {
 			f := &stack[len(stack)-1]
 			r := records[f.rec]
 			if f.slot >= len(r.Inputs) {
-				state[f.rec] = good
+				finish(f.rec, good)
 				stack = stack[:len(stack)-1]
 				continue
 			}
@@ -173,7 +199,7 @@ func validRecords(records []cacheimporttypes.CacheRecord) []bool {
 					}
 				}
 				if !anyGood {
-					state[f.rec] = bad
+					finish(f.rec, bad)
 					stack = stack[:len(stack)-1]
 					continue
 				}
@@ -188,12 +214,12 @@ func validRecords(records []cacheimporttypes.CacheRecord) []bool {
 				stack = append(stack, frame{rec: idx})
 			}
 			// A link to a record still being visited is a loop: it never
-			// becomes good, so it doesn't count for this slot.
+			// becomes good while this slot is checked, so it doesn't count.
 		}
 	}
-	ok := make([]bool, len(records))
+	ok = make([]bool, len(records))
 	for i, s := range state {
 		ok[i] = s == good
 	}
-	return ok
+	return ok, finished
 }

@@ -69,6 +69,29 @@ func TestSanitize(t *testing.T) {
 			problems:    true,
 		},
 		{
+			// A->B, B->{A, C}: B's slot holds through C, and its link back
+			// to A must go, or BuildKit refuses the whole manifest.
+			name:        "loop next to a good link",
+			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("x", noResult, 1), rec("y", noResult, 0, 2), rec("root", noResult)}},
+			wantRecords: []string{"x", "y", "root"},
+			problems:    true,
+		},
+		{
+			name:        "link to itself next to a good link",
+			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("root", noResult), rec("r", noResult, 1, 0)}},
+			wantRecords: []string{"root", "r"},
+			problems:    true,
+		},
+		{
+			// BuildKit adds no record for a random: digest; a link to one
+			// fails its parse.
+			name: "link to a random: record",
+			cfg: cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{
+				{Digest: digest.Digest("random:" + digest.FromString("x").Encoded())}, rec("r", noResult, 0), rec("root", noResult), rec("ok", noResult, 0, 2)}},
+			wantRecords: []string{"root", "ok"},
+			problems:    true,
+		},
+		{
 			name:        "one good link of two keeps the slot",
 			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("root", noResult), rec("r", noResult, -5, 0)}},
 			wantRecords: []string{"root", "r"},
