@@ -3,10 +3,12 @@ package backend
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/remotes"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/buildkit/util/bklog"
 	"github.com/moby/buildkit/util/pull/pullprogress"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -30,12 +32,26 @@ type rangeReader interface {
 	readRange(p []byte, off int64) (int, error)
 }
 
-// blobFetch is one blob being fetched: its chunks' results, in order.
+// blobFetch is one blob being fetched. Its chunks are requested one by
+// one, each result channel passed to the blob's writer in order: a size no
+// bucket object has costs one failed GET, never a chunk list that size.
 type blobFetch struct {
 	desc      ocispecs.Descriptor
 	ra        content.ReaderAt
-	chunks    []chan chunkResult
-	requested int // chunks whose GET has started
+	chunks    int64                 // chunks in the blob
+	requested int64                 // chunks whose GET has started
+	order     chan chan chunkResult // the requested chunks, in order; closed after the last
+	stopped   atomic.Bool           // the writer is done: request no more
+}
+
+// chunkCount is the number of chunks of a blob of size bytes: one at least,
+// for an empty blob's commit.
+func chunkCount(size int64) int64 {
+	n := size / fetchChunk
+	if size%fetchChunk != 0 || n == 0 {
+		n++
+	}
+	return n
 }
 
 type chunkResult struct {
@@ -76,6 +92,11 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 	// start opens a blob's reader and starts the writer that takes its
 	// chunks in order.
 	start := func(desc ocispecs.Descriptor) (*blobFetch, error) {
+		if desc.Size < 0 {
+			// The importer drops such layers; no descriptor may make
+			// a buffer of negative length.
+			return nil, fmt.Errorf("fetch blob %s: invalid size %d", desc.Digest, desc.Size)
+		}
 		// The content store checks the digest as it commits: the blob
 		// reader need not hash the bytes a second time.
 		ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
@@ -90,10 +111,9 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 			ra.Close()
 			return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
 		}
-		b := &blobFetch{desc: desc, ra: ra}
-		for off := int64(0); off < desc.Size || off == 0; off += fetchChunk {
-			b.chunks = append(b.chunks, make(chan chunkResult, 1))
-		}
+		// Requested chunks not yet written hold a window slot each, so
+		// order never holds more than fetchWindow.
+		b := &blobFetch{desc: desc, ra: ra, chunks: chunkCount(desc.Size), order: make(chan chan chunkResult, fetchWindow)}
 		eg.Go(func() error {
 			defer tracked.Close()
 			err := w.writeBlob(ctx, b, func(buf []byte) {
@@ -119,9 +139,10 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 			<-window
 			return err
 		}
-		ch := b.chunks[b.requested]
-		off := int64(b.requested) * fetchChunk
+		ch := make(chan chunkResult, 1)
+		off := b.requested * fetchChunk
 		b.requested++
+		b.order <- ch
 		buf := buffer(min(fetchChunk, b.desc.Size-off))
 		eg.Go(func() error {
 			defer func() { <-streams }()
@@ -150,10 +171,14 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 				return nil
 			}
 			for i := 0; i < len(active); {
-				if err := request(active[i]); err != nil {
-					return err
+				b := active[i]
+				if !b.stopped.Load() {
+					if err := request(b); err != nil {
+						return err
+					}
 				}
-				if active[i].requested == len(active[i].chunks) {
+				if b.stopped.Load() || b.requested == b.chunks {
+					close(b.order)
 					active = append(active[:i], active[i+1:]...)
 				} else {
 					i++
@@ -187,28 +212,49 @@ func readRange(ra content.ReaderAt, p []byte, off int64) (int, error) {
 // commits the blob; done gives back each chunk's buffer and window slot.
 func (w *verifyingWorker) writeBlob(ctx context.Context, b *blobFetch, done func([]byte)) (rerr error) {
 	cs := w.ContentStore()
-	next := 0
-	// Every chunk is received, even after a failure, so that its window
-	// slot is freed and the other blobs go on until the group cancels.
+	// Done early (failed, or the blob committed by another load), the
+	// writer stops the blob's requests and receives those already made,
+	// so that their window slots go to the other blobs.
 	defer func() {
-		for ; next < len(b.chunks); next++ {
+		b.stopped.Store(true)
+		for {
 			select {
-			case r := <-b.chunks[next]:
-				done(r.buf)
+			case ch, ok := <-b.order:
+				if !ok {
+					return
+				}
+				select {
+				case r := <-ch:
+					done(r.buf)
+				case <-ctx.Done():
+					return
+				}
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	cw, err := content.OpenWriter(ctx, cs, content.WithRef(remotes.MakeRefKey(ctx, b.desc)), content.WithDescriptor(b.desc))
+	ref := remotes.MakeRefKey(ctx, b.desc)
+	cw, err := content.OpenWriter(ctx, cs, content.WithRef(ref), content.WithDescriptor(b.desc))
 	if cerrdefs.IsAlreadyExists(err) {
 		return nil // another load committed it
 	}
 	if err != nil {
 		return fmt.Errorf("open content writer: %w", err)
 	}
-	defer cw.Close()
-	// A failed fetch may have left part of an ingest: start it afresh.
+	defer func() {
+		// A failed fetch's partial blob would stay on the engine's disk:
+		// abort the ingest, while the writer still holds its ref so that
+		// no other load's ingest of the blob is removed.
+		if rerr != nil {
+			if err := cs.Abort(context.WithoutCancel(ctx), ref); err != nil && !cerrdefs.IsNotFound(err) {
+				bklog.G(ctx).Debugf("s3 cache import: abort ingest of blob %s: %v", b.desc.Digest, err)
+			}
+		}
+		cw.Close()
+	}()
+	// A fetch cut off before it could abort (a crash) may have left part
+	// of an ingest: start it afresh.
 	if st, err := cw.Status(); err != nil {
 		return fmt.Errorf("ingest status: %w", err)
 	} else if st.Offset != 0 {
@@ -216,10 +262,15 @@ func (w *verifyingWorker) writeBlob(ctx context.Context, b *blobFetch, done func
 			return fmt.Errorf("restart ingest: %w", err)
 		}
 	}
-	for ; next < len(b.chunks); next++ {
+	for next := int64(0); next < b.chunks; next++ {
 		var r chunkResult
 		select {
-		case r = <-b.chunks[next]:
+		case ch := <-b.order:
+			select {
+			case r = <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -230,7 +281,6 @@ func (w *verifyingWorker) writeBlob(ctx context.Context, b *blobFetch, done func
 		}
 		done(r.buf)
 		if r.err != nil {
-			next++
 			return r.err
 		}
 	}

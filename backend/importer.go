@@ -166,7 +166,8 @@ func (i *Importer) chainsOf(ctx context.Context, config cacheimporttypes.CacheCo
 	return cc, nil
 }
 
-// presentBlobs reports which layer blobs exist with the size the manifest says.
+// presentBlobs reports which layer blobs exist with exactly the size the
+// manifest says.
 func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.CacheLayer) (map[string]bool, error) {
 	type result struct {
 		dgst  string
@@ -202,7 +203,11 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 				i.opts.warnf(ctx, "s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
 			case err != nil:
 				return fmt.Errorf("check blob %s: %w", dgst, err)
-			case l.Annotations != nil && l.Annotations.Size > 0 && obj.Size != l.Annotations.Size:
+			case l.Annotations != nil && obj.Size != l.Annotations.Size:
+				// The size becomes the descriptor's, which the fetch reads and
+				// the content store checks: any other than the object's
+				// (none, negative, absurd) can only fail later, so it is a
+				// damaged layer now.
 				i.opts.warnf(ctx, "s3 cache import: blob %s has %d bytes, manifest says %d; its steps will rebuild", dgst, obj.Size, l.Annotations.Size)
 			default:
 				results[idx].ok = true
