@@ -100,6 +100,7 @@ func TestMalformedSpecsRefused(t *testing.T) {
 		{`type=s3,region=r,bucket=b,"name=a`, "quote"},
 		{"type=s3,region=r,bucket=b,mode=maximal", "mode"},
 		{"type=s3,region=r,bucket=b,name=a;;b", "name"},
+		{"type=s3,region=r,bucket=b,name=main/", "name"},
 		{"type=s3,region=r,bucket=b,use_path_style=yes", "use_path_style"},
 	} {
 		t.Run(tc.attr, func(t *testing.T) {
