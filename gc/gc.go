@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -172,9 +173,13 @@ func (p *Plan) Refused() bool { return len(p.Broken) > 0 && !p.Force }
 type RefusedError struct{ Manifests []string }
 
 func (e *RefusedError) Error() string {
+	names := make([]string, len(e.Manifests))
+	for i, n := range e.Manifests {
+		names[i] = inventory.Safe(n)
+	}
 	return fmt.Sprintf("refusing to sweep: %d manifests cannot be read (%s), and something may still read them; "+
 		"fix or delete them, or pass --force to treat their blobs as garbage",
-		len(e.Manifests), strings.Join(e.Manifests, ", "))
+		len(e.Manifests), strings.Join(names, ", "))
 }
 
 func (p *Plan) refusedError() error {
@@ -445,26 +450,28 @@ func (pr *Pruner) Execute(ctx context.Context, plan *Plan) (*Result, error) {
 		return res, err
 	}
 	batches := plan.batches(pr.opts.batchSize())
+	var sweepErr error
 	for i, b := range batches {
-		if err := s.batch(ctx, b); err != nil {
-			return res, err
+		if sweepErr = s.batch(ctx, b); sweepErr != nil {
+			break
 		}
 		if len(batches) > 1 {
 			pr.opts.progressf("swept batch %d of %d: %d blobs deleted so far", i+1, len(batches), res.Deleted.Objects)
 		}
 	}
 	// A manifest written between the last batch's re-listing and its
-	// deletion shows up only now; report it, as nothing can bring the blob back.
+	// deletion shows up only now; report it, as nothing can bring the blob
+	// back. Also after a failed batch, for what the sweep did delete.
 	if len(s.deleted) > 0 {
-		if err := s.remark(ctx); err != nil {
-			return res, err
+		if err := s.remark(ctx); err != nil && sweepErr == nil {
+			sweepErr = err
 		}
 	}
 	for _, r := range res.Races {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("cache %s was written during the prune and names the deleted blob %s; "+
-			"its builds will rebuild that step until its next export uploads the blob again", r.Cache, r.Blob))
+			"its builds will rebuild that step until its next export uploads the blob again", inventory.Safe(r.Cache), inventory.Safe(r.Blob)))
 	}
-	return res, nil
+	return res, sweepErr
 }
 
 // dropCaches deletes the manifests of the dropped caches, but not one
@@ -494,6 +501,14 @@ func (s *sweep) dropCaches(ctx context.Context) error {
 		return nil
 	}
 	if err := s.pr.st.Delete(ctx, keys); err != nil {
+		var de *store.DeleteError
+		if errors.As(err, &de) {
+			for _, k := range de.Deleted {
+				if i := slices.Index(keys, k); i >= 0 {
+					s.res.Dropped = append(s.res.Dropped, names[i])
+				}
+			}
+		}
 		return fmt.Errorf("prune: delete the manifests of %d dropped caches: %w", len(keys), err)
 	}
 	s.res.Dropped = append(s.res.Dropped, names...)
@@ -540,28 +555,40 @@ func (s *sweep) batch(ctx context.Context, segs []segment) error {
 		return err
 	}
 	var keys []string
-	var freed inventory.Count
-	var digests []string
+	byKey := map[string]Blob{}
 	for _, obj := range alive {
 		if s.plan.referenced[obj.Digest] {
 			s.res.Rescued++
 			continue
 		}
 		keys = append(keys, obj.Key)
-		digests = append(digests, obj.Digest)
-		freed.Add(obj.Size)
+		byKey[obj.Key] = obj
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	if err := s.pr.st.Delete(ctx, keys); err != nil {
-		return fmt.Errorf("prune: delete %d blobs: %w", len(keys), err)
+	err = s.pr.st.Delete(ctx, keys)
+	done := keys
+	if err != nil {
+		// Count what a partly failed request did delete: the report says
+		// what was done, and the closing re-mark reports races on it.
+		done = nil
+		var de *store.DeleteError
+		if errors.As(err, &de) {
+			done = de.Deleted
+		}
 	}
-	for _, d := range digests {
-		s.deleted[d] = true
+	for _, k := range done {
+		obj, ok := byKey[k]
+		if !ok {
+			continue
+		}
+		s.deleted[obj.Digest] = true
+		s.res.Deleted.Add(obj.Size)
 	}
-	s.res.Deleted.Objects += freed.Objects
-	s.res.Deleted.Bytes += freed.Bytes
+	if err != nil {
+		return fmt.Errorf("prune: delete %d blobs (%d deleted): %w", len(keys), len(done), err)
+	}
 	return nil
 }
 

@@ -467,3 +467,76 @@ func TestIncompleteListingNeverSweeps(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalEscapesNames checks that a manifest name from the bucket is
+// escaped in the refusal, Unicode format characters included: U+202E
+// would show "bad\u202egpj.exe" as "badexe.jpg".
+func TestRefusalEscapesNames(t *testing.T) {
+	l := store.Layout{BlobsPrefix: "blobs/", ManifestsPrefix: "manifests/"}
+	ctx := context.Background()
+	st := storetest.NewMemory()
+	for _, name := range []string{"bad\u202egpj.exe", "zero\u200bwidth", "line\nbreak"} {
+		bad := []byte(`{"layers": [`)
+		if err := st.Put(ctx, l.ManifestKey(name), bytes.NewReader(bad), int64(len(bad))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pr := gc.New(st, l, gc.Options{KeepStorage: gc.NoLimit})
+	plan, err := pr.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pr.Execute(ctx, plan)
+	if err == nil {
+		t.Fatal("a prune with broken manifests swept")
+	}
+	msg := err.Error()
+	for _, raw := range []string{"\u202e", "\u200b", "\n"} {
+		if strings.Contains(msg, raw) {
+			t.Errorf("refusal holds the raw character %q: %s", raw, msg)
+		}
+	}
+	for _, esc := range []string{`"bad\u202egpj.exe"`, `"zero\u200bwidth"`, `"line\nbreak"`} {
+		if !strings.Contains(msg, esc) {
+			t.Errorf("refusal lacks %s: %s", esc, msg)
+		}
+	}
+}
+
+// partDeleteStore deletes every key of a request but the first and
+// reports the first as failed, as DeleteObjects does per key.
+type partDeleteStore struct{ store.Store }
+
+func (p *partDeleteStore) Delete(ctx context.Context, keys []string) error {
+	if err := p.Store.Delete(ctx, keys[1:]); err != nil {
+		return err
+	}
+	return &store.DeleteError{Deleted: keys[1:], Err: fmt.Errorf("s3 delete %s: AccessDenied: Access Denied (1 of %d keys in the batch failed)", keys[0], len(keys))}
+}
+
+// TestPartlyFailedDeleteIsCounted checks that the blobs a failed
+// DeleteObjects did delete are in the result.
+func TestPartlyFailedDeleteIsCounted(t *testing.T) {
+	l := store.Layout{BlobsPrefix: "blobs/", ManifestsPrefix: "manifests/"}
+	ctx := context.Background()
+	st := storetest.NewMemory()
+	for i := range 3 {
+		data := []byte(fmt.Sprint("blob ", i))
+		if err := st.Put(ctx, l.BlobKey(digest.FromBytes(data).String()), bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := func() time.Time { return time.Now().Add(time.Minute) }
+	pr := gc.New(&partDeleteStore{st}, l, gc.Options{KeepStorage: gc.NoLimit, Now: later})
+	plan, err := pr.Plan(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := pr.Execute(ctx, plan)
+	if err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("execute: %v, want the delete's error", err)
+	}
+	if res.Deleted.Objects != 2 || res.Deleted.Bytes != 12 {
+		t.Fatalf("deleted %+v, want the 2 blobs (12 bytes) the failed request did delete", res.Deleted)
+	}
+}

@@ -86,11 +86,14 @@ func FormatDuration(d time.Duration) string {
 	return s
 }
 
-// Safe quotes a name with control characters, so a hostile key cannot
-// break the table or the terminal.
+// Safe quotes a name from the bucket that holds anything but printable
+// characters (controls, invalid UTF-8, and format characters such as
+// U+202E, which reverses the text after it, or U+200B, which is invisible),
+// so a hostile key can neither break a table or the terminal nor pass for
+// another name.
 func Safe(s string) string {
 	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
 			return strconv.Quote(s)
 		}
 	}

@@ -101,7 +101,7 @@ func (inv *Inventory) inspect(ctx context.Context, st store.Store, m *Manifest, 
 	// The records are read again here rather than kept for every manifest.
 	dt, err := store.ReadAll(ctx, st, m.Key, opts.maxManifestSize())
 	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", m.Name, err)
+		return nil, fmt.Errorf("read manifest %s: %w", Safe(m.Name), err)
 	}
 	cfg, err := decodeConfig(dt)
 	if err != nil {

@@ -276,7 +276,7 @@ func ReadManifest(ctx context.Context, st store.Store, l store.Layout, obj store
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("read manifest %s: %w", name, err)
+		return nil, fmt.Errorf("read manifest %s: %w", Safe(name), err)
 	}
 	m.Size = int64(len(dt))
 	decodeInto(m, dt)
@@ -417,7 +417,7 @@ func (inv *Inventory) StatUnsized(ctx context.Context, st store.Store, opts Opti
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("size of blob %s: %w", d, err)
+				return fmt.Errorf("size of blob %s: %w", Safe(d), err)
 			}
 			mu.Lock()
 			inv.sizes[d] = obj.Size

@@ -174,7 +174,7 @@ func readNamed(ctx context.Context, st store.Store, l store.Layout, name string,
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		return nil, fmt.Errorf("check manifest %s: %w", name, err)
+		return nil, fmt.Errorf("check manifest %s: %w", Safe(name), err)
 	}
 	m, err := ReadManifest(ctx, st, l, obj, opts)
 	if err != nil {

@@ -2,8 +2,10 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,5 +42,10 @@ func TestDeletePerKeyErrors(t *testing.T) {
 	err = st.Delete(context.Background(), []string{"blobs/sha256:a", "blobs/sha256:b", "blobs/sha256:c"})
 	if err == nil || !strings.Contains(err.Error(), "blobs/sha256:b") || !strings.Contains(err.Error(), "2 of 3") {
 		t.Fatalf("err = %v, want one naming the first failed key and the count", err)
+	}
+	// The key S3 did not report failed was deleted, and a caller can count it.
+	var de *store.DeleteError
+	if !errors.As(err, &de) || !slices.Equal(de.Deleted, []string{"blobs/sha256:a"}) {
+		t.Fatalf("err = %#v, want a DeleteError with blobs/sha256:a deleted", err)
 	}
 }
