@@ -40,7 +40,8 @@ type Options struct {
 	// LookupEnv reads the client's environment (os.LookupEnv when nil).
 	LookupEnv func(string) (string, bool)
 	// AWSCredentials returns the client's AWS credentials, forwarded to
-	// `type=s3` specs that name none (the SDK default chain when nil).
+	// the daemon's `type=s3` specs that name none (the SDK default chain
+	// when nil); an embedded build leaves them to the engine's own chain.
 	AWSCredentials func(ctx context.Context) (Credentials, error)
 	// Stdout receives tar outputs with dest=-.
 	Stdout io.Writer
@@ -216,6 +217,12 @@ func (o Options) prepareS3(ctx context.Context, attrs map[string]string) error {
 	}
 	if _, err := spec.FromAttrs(check); err != nil {
 		return err
+	}
+	if !o.Remote {
+		// The embedded engine shares this process's environment and
+		// resolves the same chain itself, refreshing temporary credentials
+		// as they expire; keys copied into the spec would expire mid-build.
+		return nil
 	}
 	_, hasKey := attrs["access_key_id"]
 	_, hasSecret := attrs["secret_access_key"]

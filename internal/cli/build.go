@@ -35,8 +35,9 @@ runs on that daemon (s3cache daemon or buildkitd).
 
 Cache specs: --cache-to type=s3,region=eu-west-1,bucket=my-cache,name=main,mode=max
              --cache-from type=s3,region=eu-west-1,bucket=my-cache,name=branch;main
-A type=s3 spec without access_key_id gets this client's AWS credentials
-(environment, shared files, profile) forwarded, as buildx does.`,
+With --addr, a type=s3 spec without access_key_id gets this client's AWS
+credentials (environment, shared files, profile) forwarded, as buildx does;
+embedded, the engine resolves them itself, refreshing temporary ones.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.ContextDir = args[0]

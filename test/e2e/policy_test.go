@@ -196,3 +196,27 @@ func TestPruneKeepsACacheNamedWithATrailingSlash(t *testing.T) {
 	// Ours refuses the name, naming the attribute, before anything runs.
 	requireRefused(t, buildctlBuild(t, ourDaemon(t), ctxDir, t.TempDir(), "--export-cache", b.spec("name=sub/")), "name", `must not end in "/"`)
 }
+
+// An embedded build with credentials only in its environment: the engine
+// resolves them through the SDK's chain (which renews temporary ones)
+// rather than the client freezing them into the spec; export and import
+// work, and the secret shows nowhere.
+func TestEmbeddedBuildUsesItsOwnCredentialChain(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	ctxDir := buildContext(t, dockerfileTwoStage)
+	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
+	s3 := b.specNoCreds("name=env")
+	out1, out2 := t.TempDir(), t.TempDir()
+	r := runCmd(t, env, s3cacheBin, "build", "--root", t.TempDir(), "--progress", "plain", "-o", "type=local,dest="+out1, "--cache-to", s3+",mode=max", ctxDir)
+	if r.err != nil {
+		t.Fatalf("embedded export with credentials in the environment: %v", r)
+	}
+	r = runCmd(t, env, s3cacheBin, "build", "--root", t.TempDir(), "--progress", "plain", "-o", "type=local,dest="+out2, "--cache-from", s3, ctxDir)
+	if r.err != nil {
+		t.Fatalf("embedded import: %v", r)
+	}
+	requireRunHits(t, r.stderr, 3)
+	requireSameFiles(t, out1, out2, "rand1", "rand2", "sum")
+	requireNoSecret(t, "s3cache build", r.stdout+r.stderr)
+}
