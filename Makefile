@@ -10,6 +10,7 @@ TEST_TIMEOUT ?= 40m
 # (golang/go#75804, fixed in Go 1.27). About 10 s each on this machine.
 FUZZ_PARSE_EXECS ?= 150000x
 FUZZ_MANIFEST_EXECS ?= 10000x
+FUZZ_IMPORT_EXECS ?= 5000x
 
 .PHONY: build test deps vet fuzz demo bench
 
@@ -32,6 +33,7 @@ vet:
 fuzz:
 	$(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE_EXECS)
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZ_MANIFEST_EXECS)
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZ_IMPORT_EXECS)
 
 test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -97,6 +97,11 @@ func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, 
 			// a buffer of negative length.
 			return nil, fmt.Errorf("fetch blob %s: invalid size %d", desc.Digest, desc.Size)
 		}
+		if err := desc.Digest.Validate(); err != nil {
+			// The content store checks a commit against the digest only
+			// when there is one: without, any bytes would do.
+			return nil, fmt.Errorf("fetch blob %q: %w", desc.Digest, err)
+		}
 		// The content store checks the digest as it commits: the blob
 		// reader need not hash the bytes a second time.
 		ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)

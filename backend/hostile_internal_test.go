@@ -217,3 +217,25 @@ func requireNoIngests(t *testing.T, cs content.Store) {
 		t.Errorf("ingest %s left with %d of %d bytes", s.Ref, s.Offset, s.Total)
 	}
 }
+
+// A descriptor without a digest the content store can check is refused:
+// the store commits bytes under no digest unchecked.
+func TestFetchRefusesUncheckableDigests(t *testing.T) {
+	data := []byte("abc")
+	for _, dgst := range []digest.Digest{"", "md5:900150983cd24fb0d6963f7d28e17f72", "sha256:zz", "sha256:" + digest.Digest(strings.Repeat("0", 63))} {
+		t.Run(fmt.Sprintf("%q", dgst), func(t *testing.T) {
+			mem := storetest.NewMemory()
+			layout := store.Layout{BlobsPrefix: "blobs/"}
+			putObject(t, mem, layout.BlobKey(dgst.String()), data)
+			cs, w := newFetchWorker(t)
+			desc := ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: dgst, Size: int64(len(data))}
+			if err := w.fetch(t.Context(), &blobProvider{store: mem, layout: layout}, []ocispecs.Descriptor{desc}); err == nil {
+				t.Fatalf("a fetch of blob %q succeeded", dgst)
+			}
+			if infos := blobsIn(t, cs); len(infos) > 0 {
+				t.Errorf("committed %v", infos)
+			}
+			requireNoIngests(t, cs)
+		})
+	}
+}
