@@ -53,7 +53,7 @@ func run() error {
 	only := flag.String("only", "", "comma-separated workloads to run (many, big, unrelated); default all")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	noImport := flag.Bool("no-import", false, "skip the import phase (for iterating on exports)")
-	minioMiB := flag.Int64("minio-memory", 0, "cap MinIO's memory, page cache included, at this many MiB with a memory cgroup (0: no cap; see README)")
+	minioMiB := flag.Int64("minio-memory", 0, "cap MinIO's memory, page cache included, at this many MiB with a memory cgroup (0: no cap; see bench/README.md)")
 	flag.Parse()
 
 	if os.Geteuid() != 0 {
