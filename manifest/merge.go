@@ -1,0 +1,523 @@
+package manifest
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Limits bound a merged cache config as the importer bounds what it
+// accepts; a zero field is no bound.
+type Limits struct {
+	MaxLayers  int
+	MaxRecords int
+	MaxBytes   int64 // of the config marshalled as JSON
+}
+
+// MergeOptions tune Merge. The zero value is a plain union.
+type MergeOptions struct {
+	// Keep drops results only existing holds whose createdAt is older than
+	// Now-Keep, then the records and layers nothing reaches any more. Zero
+	// keeps every result.
+	Keep time.Duration
+	Now  time.Time
+	// Limits, when exceeded, drop the oldest results (of either side)
+	// until the config fits.
+	Limits Limits
+}
+
+// MergeReport says what Merge dropped.
+type MergeReport struct {
+	Expired  int // results of existing older than the keep
+	Oversize int // results dropped, oldest first, to fit the limits
+	Records  int // records dropped because nothing reaches them any more
+	Layers   int // layers dropped because no kept result names them
+	// OversizeNewest is the createdAt of the newest result dropped to fit.
+	OversizeNewest time.Time
+}
+
+// Dropped reports whether the merge dropped anything.
+func (r MergeReport) Dropped() bool {
+	return r.Expired+r.Oversize+r.Records+r.Layers > 0
+}
+
+// Merge returns the union of two cache configs: own (what this export
+// marshalled) and existing (the manifest already under the name, written
+// by other writers). Both must be valid as BuildKit's ParseConfig reads
+// them (sanitise an untrusted one first); the result is too.
+//
+// Layers are the same when they are the same blob on the same parent
+// chain, whatever their indexes. Records are the same when they have the
+// same digest and, slot by slot, links (with selectors) to the same
+// records: the identity BuildKit's CacheChains gives an item. Keying
+// records on the digest alone would be wrong: one RUN on two different
+// bases has one digest, and joining their inputs would offer one base's
+// result to the other. The same record in both keeps the results of both;
+// duplicates collapse.
+func Merge(own, existing cacheimporttypes.CacheConfig, opts MergeOptions) (cacheimporttypes.CacheConfig, MergeReport, error) {
+	m := &merger{layerIdx: map[layerKey]int{}, recordIdx: map[string]int{}}
+	if err := m.add(own, true); err != nil {
+		return cacheimporttypes.CacheConfig{}, MergeReport{}, fmt.Errorf("merge: this export's cache config: %w", err)
+	}
+	if err := m.add(existing, false); err != nil {
+		return cacheimporttypes.CacheConfig{}, MergeReport{}, fmt.Errorf("merge: the existing cache config: %w", err)
+	}
+	return m.finish(opts)
+}
+
+type layerKey struct {
+	blob   digest.Digest
+	parent int // merged index, -1 for a base layer
+}
+
+type mergedLayer struct {
+	layerKey
+	ann *cacheimporttypes.LayerAnnotations
+}
+
+type mergedInput struct {
+	link     int
+	selector string
+}
+
+type mergedResult struct {
+	layers  []int // one for a plain result; a chained result's in order
+	chained bool
+	at      time.Time
+	own     bool
+	expired bool // by the keep
+	cut     bool // by the limits
+}
+
+func (r *mergedResult) dropped() bool { return r.expired || r.cut }
+
+type mergedRecord struct {
+	dgst       digest.Digest
+	inputs     [][]mergedInput
+	results    []*mergedResult
+	resultIdx  map[string]int
+	own        bool
+	hadResults bool
+}
+
+// merger interns layers and records as they are added: a layer's parent
+// and a record's inputs always come before it, so indexes only point back.
+type merger struct {
+	layers    []mergedLayer
+	layerIdx  map[layerKey]int
+	records   []*mergedRecord
+	recordIdx map[string]int
+}
+
+func (m *merger) add(cfg cacheimporttypes.CacheConfig, own bool) error {
+	lmap, err := m.addLayers(cfg.Layers)
+	if err != nil {
+		return err
+	}
+	order, err := recordOrder(cfg.Records)
+	if err != nil {
+		return err
+	}
+	rmap := make([]int, len(cfg.Records))
+	for _, i := range order {
+		r := cfg.Records[i]
+		if strings.HasPrefix(r.Digest.String(), "random:") {
+			// BuildKit neither exports nor imports these.
+			rmap[i] = -1
+			continue
+		}
+		inputs := make([][]mergedInput, len(r.Inputs))
+		for j, slot := range r.Inputs {
+			for _, in := range slot {
+				l := rmap[in.LinkIndex]
+				if l < 0 {
+					return fmt.Errorf("record %d links to record %d, a random: digest BuildKit cannot link to", i, in.LinkIndex)
+				}
+				inputs[j] = append(inputs[j], mergedInput{link: l, selector: in.Selector})
+			}
+			slices.SortFunc(inputs[j], func(a, b mergedInput) int {
+				return cmp.Or(cmp.Compare(a.link, b.link), strings.Compare(a.selector, b.selector))
+			})
+			inputs[j] = slices.Compact(inputs[j])
+		}
+		key := recordKey(r.Digest, inputs)
+		idx, ok := m.recordIdx[key]
+		if !ok {
+			idx = len(m.records)
+			m.recordIdx[key] = idx
+			m.records = append(m.records, &mergedRecord{dgst: r.Digest, inputs: inputs, resultIdx: map[string]int{}})
+		}
+		rmap[i] = idx
+		rec := m.records[idx]
+		rec.own = rec.own || own
+		for _, res := range r.Results {
+			if res.LayerIndex < 0 || res.LayerIndex >= len(lmap) {
+				return fmt.Errorf("record %d names layer %d of %d", i, res.LayerIndex, len(lmap))
+			}
+			rec.addResult(&mergedResult{layers: []int{lmap[res.LayerIndex]}, at: res.CreatedAt, own: own})
+		}
+		for _, res := range r.ChainedResults {
+			layers := make([]int, len(res.LayerIndexes))
+			for k, li := range res.LayerIndexes {
+				if li < 0 || li >= len(lmap) {
+					return fmt.Errorf("record %d names layer %d of %d", i, li, len(lmap))
+				}
+				layers[k] = lmap[li]
+			}
+			rec.addResult(&mergedResult{layers: layers, chained: true, at: res.CreatedAt, own: own})
+		}
+	}
+	return nil
+}
+
+func (rec *mergedRecord) addResult(r *mergedResult) {
+	rec.hadResults = true
+	key := resultKey(r)
+	if i, ok := rec.resultIdx[key]; ok {
+		rec.results[i].own = rec.results[i].own || r.own
+		return
+	}
+	rec.resultIdx[key] = len(rec.results)
+	rec.results = append(rec.results, r)
+}
+
+// recordKey is a record's identity: its digest and, slot by slot, the
+// sorted set of merged records it links to with their selectors. Lengths
+// prefix the strings so no selector can forge another key.
+func recordKey(dgst digest.Digest, inputs [][]mergedInput) string {
+	var b []byte
+	b = strconv.AppendInt(b, int64(len(dgst)), 10)
+	b = append(b, ':')
+	b = append(b, dgst...)
+	for _, slot := range inputs {
+		b = append(b, '[')
+		for _, in := range slot {
+			b = strconv.AppendInt(b, int64(in.link), 10)
+			b = append(b, ',')
+			b = strconv.AppendInt(b, int64(len(in.selector)), 10)
+			b = append(b, ':')
+			b = append(b, in.selector...)
+		}
+		b = append(b, ']')
+	}
+	return string(b)
+}
+
+// resultKey identifies a result as BuildKit's addResult does: the same
+// layers created at the same instant.
+func resultKey(r *mergedResult) string {
+	var b []byte
+	if r.chained {
+		b = append(b, 'c')
+	}
+	for _, l := range r.layers {
+		b = strconv.AppendInt(b, int64(l), 10)
+		b = append(b, ',')
+	}
+	b = append(b, '@')
+	b = strconv.AppendInt(b, r.at.Unix(), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(r.at.Nanosecond()), 10)
+	return string(b)
+}
+
+// addLayers interns cfg's layers as chains and returns each one's merged
+// index. A parent out of range or a loop is an error.
+func (m *merger) addLayers(layers []cacheimporttypes.CacheLayer) ([]int, error) {
+	const unknown, visiting = -2, -3
+	lmap := make([]int, len(layers))
+	for i := range lmap {
+		lmap[i] = unknown
+	}
+	var path []int
+	for start := range layers {
+		// Walk up to a known layer or the base, then intern top down:
+		// iteratively, since a chain may be thousands of layers deep.
+		path = path[:0]
+		for i := start; i != -1 && lmap[i] < -1; {
+			if lmap[i] == visiting {
+				return nil, fmt.Errorf("layer %d is in a loop of parents", i)
+			}
+			lmap[i] = visiting
+			path = append(path, i)
+			p := layers[i].ParentIndex
+			if p != -1 && (p < 0 || p >= len(layers)) {
+				return nil, fmt.Errorf("layer %d has parent %d of %d", i, p, len(layers))
+			}
+			i = p
+		}
+		for k := len(path) - 1; k >= 0; k-- {
+			i := path[k]
+			parent := -1
+			if p := layers[i].ParentIndex; p != -1 {
+				parent = lmap[p]
+			}
+			lmap[i] = m.internLayer(layerKey{blob: layers[i].Blob, parent: parent}, layers[i].Annotations)
+		}
+	}
+	return lmap, nil
+}
+
+func (m *merger) internLayer(key layerKey, ann *cacheimporttypes.LayerAnnotations) int {
+	if ann != nil {
+		a := *ann
+		ann = &a
+	}
+	if i, ok := m.layerIdx[key]; ok {
+		// One blob's annotations should agree; when they don't, keep the
+		// earliest creation so the choice doesn't depend on the order.
+		if old := m.layers[i].ann; old == nil || (ann != nil && ann.CreatedAt.Before(old.CreatedAt)) {
+			if ann != nil {
+				m.layers[i].ann = ann
+			}
+		}
+		return i
+	}
+	m.layers = append(m.layers, mergedLayer{layerKey: key, ann: ann})
+	m.layerIdx[key] = len(m.layers) - 1
+	return len(m.layers) - 1
+}
+
+// recordOrder orders records so that every record comes after those it
+// links to. A link out of range, an empty input slot or a loop is an error,
+// as in BuildKit's ParseConfig.
+func recordOrder(records []cacheimporttypes.CacheRecord) ([]int, error) {
+	const (
+		unknown = iota
+		visiting
+		done
+	)
+	state := make([]int, len(records))
+	order := make([]int, 0, len(records))
+	type frame struct{ rec, slot, link int }
+	for start := range records {
+		if state[start] != unknown {
+			continue
+		}
+		// An explicit stack: links may chain records very deep.
+		stack := []frame{{rec: start}}
+		state[start] = visiting
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			r := records[f.rec]
+			if f.slot >= len(r.Inputs) {
+				state[f.rec] = done
+				order = append(order, f.rec)
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			slot := r.Inputs[f.slot]
+			if len(slot) == 0 {
+				return nil, fmt.Errorf("record %d has an empty input %d", f.rec, f.slot)
+			}
+			if f.link >= len(slot) {
+				f.slot++
+				f.link = 0
+				continue
+			}
+			idx := slot[f.link].LinkIndex
+			f.link++
+			switch {
+			case idx < 0 || idx >= len(records):
+				return nil, fmt.Errorf("record %d links to record %d of %d", f.rec, idx, len(records))
+			case state[idx] == visiting:
+				return nil, fmt.Errorf("record %d links to record %d in a loop", f.rec, idx)
+			case state[idx] == unknown:
+				state[idx] = visiting
+				stack = append(stack, frame{rec: idx})
+			}
+		}
+	}
+	return order, nil
+}
+
+// finish applies the keep and the limits and builds the merged config.
+func (m *merger) finish(opts MergeOptions) (cacheimporttypes.CacheConfig, MergeReport, error) {
+	var rep MergeReport
+	collect := false
+	if opts.Keep > 0 {
+		collect = true
+		cutoff := opts.Now.Add(-opts.Keep)
+		for _, rec := range m.records {
+			for _, r := range rec.results {
+				if !r.own && r.at.Before(cutoff) {
+					r.expired = true
+					rep.Expired++
+				}
+			}
+		}
+	}
+	cfg, records, layers := m.build(collect)
+	fits, err := opts.Limits.fit(cfg)
+	if err != nil {
+		return cacheimporttypes.CacheConfig{}, rep, err
+	}
+	if !fits {
+		// Drop the oldest results until the config fits: the smallest
+		// number that does, found by bisection over the results by age.
+		var byAge []*mergedResult
+		for _, rec := range m.records {
+			for _, r := range rec.results {
+				if !r.dropped() {
+					byAge = append(byAge, r)
+				}
+			}
+		}
+		slices.SortStableFunc(byAge, func(a, b *mergedResult) int { return a.at.Compare(b.at) })
+		cut := func(n int) {
+			for i, r := range byAge {
+				r.cut = i < n
+			}
+		}
+		lo, hi := 0, len(byAge)
+		cut(hi)
+		cfg, _, _ = m.build(true)
+		if fits, err := opts.Limits.fit(cfg); err != nil || !fits {
+			return cacheimporttypes.CacheConfig{}, rep, fmt.Errorf("merge: the cache config exceeds the limits (%d layers, %d records, %d bytes) even without any result", opts.Limits.MaxLayers, opts.Limits.MaxRecords, opts.Limits.MaxBytes)
+		}
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			cut(mid)
+			cfg, _, _ = m.build(true)
+			if fits, err := opts.Limits.fit(cfg); err == nil && fits {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		cut(lo)
+		cfg, records, layers = m.build(true)
+		rep.Oversize = lo
+		if lo > 0 {
+			rep.OversizeNewest = byAge[lo-1].at
+		}
+	}
+	rep.Records = len(m.records) - records
+	rep.Layers = len(m.layers) - layers
+	return cfg, rep, nil
+}
+
+// fit reports whether cfg is within the limits.
+func (l Limits) fit(cfg cacheimporttypes.CacheConfig) (bool, error) {
+	if (l.MaxLayers > 0 && len(cfg.Layers) > l.MaxLayers) || (l.MaxRecords > 0 && len(cfg.Records) > l.MaxRecords) {
+		return false, nil
+	}
+	if l.MaxBytes > 0 {
+		dt, err := json.Marshal(cfg)
+		if err != nil {
+			return false, fmt.Errorf("merge: marshal the merged cache config: %w", err)
+		}
+		return int64(len(dt)) <= l.MaxBytes, nil
+	}
+	return true, nil
+}
+
+// build emits the merged config without the dropped results. With
+// collect, it also leaves out the records nothing reaches any more: a
+// record is kept when it holds a result, when it is this export's and
+// never held one, or when a kept record links to it; and the layers no
+// kept result names. It returns how many records and layers it kept.
+func (m *merger) build(collect bool) (cacheimporttypes.CacheConfig, int, int) {
+	liveRec := make([]bool, len(m.records))
+	for i, rec := range m.records {
+		liveRec[i] = !collect || (rec.own && !rec.hadResults)
+		for _, r := range rec.results {
+			if !r.dropped() {
+				liveRec[i] = true
+				break
+			}
+		}
+	}
+	// Inputs come before the records linking to them.
+	for i := len(m.records) - 1; i >= 0; i-- {
+		if !liveRec[i] {
+			continue
+		}
+		for _, slot := range m.records[i].inputs {
+			for _, in := range slot {
+				liveRec[in.link] = true
+			}
+		}
+	}
+	liveLayer := make([]bool, len(m.layers))
+	for i, rec := range m.records {
+		if !liveRec[i] {
+			continue
+		}
+		for _, r := range rec.results {
+			if r.dropped() {
+				continue
+			}
+			for _, l := range r.layers {
+				liveLayer[l] = true
+			}
+		}
+	}
+	// Parents come before their children.
+	for i := len(m.layers) - 1; i >= 0; i-- {
+		if liveLayer[i] || !collect {
+			liveLayer[i] = true
+			if p := m.layers[i].parent; p != -1 {
+				liveLayer[p] = true
+			}
+		}
+	}
+
+	layerNew := make([]int, len(m.layers))
+	var cfg cacheimporttypes.CacheConfig
+	for i, l := range m.layers {
+		if !liveLayer[i] {
+			continue
+		}
+		layerNew[i] = len(cfg.Layers)
+		parent := -1
+		if l.parent != -1 {
+			parent = layerNew[l.parent]
+		}
+		var ann *cacheimporttypes.LayerAnnotations
+		if l.ann != nil {
+			a := *l.ann
+			ann = &a
+		}
+		cfg.Layers = append(cfg.Layers, cacheimporttypes.CacheLayer{Blob: l.blob, ParentIndex: parent, Annotations: ann})
+	}
+	recNew := make([]int, len(m.records))
+	for i, rec := range m.records {
+		if !liveRec[i] {
+			continue
+		}
+		recNew[i] = len(cfg.Records)
+		out := cacheimporttypes.CacheRecord{Digest: rec.dgst}
+		for _, r := range rec.results {
+			if r.dropped() {
+				continue
+			}
+			if !r.chained {
+				out.Results = append(out.Results, cacheimporttypes.CacheResult{LayerIndex: layerNew[r.layers[0]], CreatedAt: r.at})
+				continue
+			}
+			idx := make([]int, len(r.layers))
+			for k, l := range r.layers {
+				idx[k] = layerNew[l]
+			}
+			out.ChainedResults = append(out.ChainedResults, cacheimporttypes.ChainedResult{LayerIndexes: idx, CreatedAt: r.at})
+		}
+		if len(rec.inputs) > 0 {
+			out.Inputs = make([][]cacheimporttypes.CacheInput, len(rec.inputs))
+			for j, slot := range rec.inputs {
+				for _, in := range slot {
+					out.Inputs[j] = append(out.Inputs[j], cacheimporttypes.CacheInput{Selector: in.selector, LinkIndex: recNew[in.link]})
+				}
+			}
+		}
+		cfg.Records = append(cfg.Records, out)
+	}
+	return cfg, len(cfg.Records), len(cfg.Layers)
+}
