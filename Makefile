@@ -32,7 +32,7 @@ vet:
 # Brief runs of the fuzz targets; their corpora in testdata/ also run in plain go test.
 fuzz:
 	$(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE_EXECS)
-	$(GO) test ./backend -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZ_MANIFEST_EXECS)
+	$(GO) test ./manifest -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZ_MANIFEST_EXECS)
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZ_IMPORT_EXECS)
 
 test: deps vet

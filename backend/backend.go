@@ -11,13 +11,10 @@ import (
 	"github.com/moby/buildkit/util/progress/logs"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
-
-// DefaultMaxManifestSize bounds the cache config we accept on import, so a
-// hostile or broken manifest cannot make us allocate without limit.
-const DefaultMaxManifestSize = 64 << 20
 
 // Options configure the exporter and importer.
 type Options struct {
@@ -26,7 +23,7 @@ type Options struct {
 	NewStore func(ctx context.Context, cfg spec.Config) (store.Store, error)
 	// StoreOptions tune the S3 client when NewStore is nil.
 	StoreOptions store.Options
-	// MaxManifestSize bounds an imported manifest; 0 means DefaultMaxManifestSize.
+	// MaxManifestSize bounds an imported manifest; 0 means manifest.DefaultMaxSize.
 	MaxManifestSize int64
 	// Logf receives warnings (unknown attributes, damaged cache); nil drops them.
 	Logf func(format string, args ...any)
@@ -63,7 +60,7 @@ func (o Options) maxManifestSize() int64 {
 	if o.MaxManifestSize > 0 {
 		return o.MaxManifestSize
 	}
-	return DefaultMaxManifestSize
+	return manifest.DefaultMaxSize
 }
 
 // warnf reports a problem that costs cache but not the build: in the

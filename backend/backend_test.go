@@ -26,6 +26,7 @@ import (
 
 	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -185,7 +186,7 @@ func readManifest(t *testing.T, st store.Store, key string) cacheimporttypes.Cac
 		t.Fatalf("read manifest %s: %v", key, err)
 	}
 	var cfg cacheimporttypes.CacheConfig
-	if err := backend.DecodeManifest(dt, &cfg); err != nil {
+	if err := manifest.Decode(dt, &cfg); err != nil {
 		t.Fatalf("decode manifest %s: %v", key, err)
 	}
 	return cfg

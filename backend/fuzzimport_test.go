@@ -17,6 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/store/storetest"
 )
 
@@ -43,7 +44,7 @@ func FuzzImport(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add([]byte(`{}`), []byte{})
-	f.Fuzz(func(t *testing.T, manifest, objects []byte) {
+	f.Fuzz(func(t *testing.T, manifestJSON, objects []byte) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		t.Cleanup(func() { emptyContentStore(t, cs) })
@@ -51,9 +52,9 @@ func FuzzImport(f *testing.F) {
 
 		mem := storetest.NewMemory()
 		imp := memImporter(t, mem, nil)
-		putObject(t, mem, imp.layout.ManifestKey("main"), manifest)
+		putObject(t, mem, imp.layout.ManifestKey("main"), manifestJSON)
 		var config cacheimporttypes.CacheConfig
-		decoded := DecodeManifest(manifest, &config) == nil
+		decoded := manifest.Decode(manifestJSON, &config) == nil
 		parts := bytes.Split(objects, []byte{'|'})
 		if len(objects) == 0 {
 			parts = nil
@@ -67,7 +68,7 @@ func FuzzImport(f *testing.F) {
 				}
 			}
 		}
-		_, _, sanitizeErr := sanitize(config)
+		_, _, sanitizeErr := manifest.Sanitize(config)
 
 		cc, err := imp.Load(ctx)
 		if err != nil {

@@ -2,12 +2,9 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
-	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/moby/buildkit/cache/remotecache"
 	v1 "github.com/moby/buildkit/cache/remotecache/v1"
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
@@ -18,6 +15,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -107,29 +105,17 @@ func (i *Importer) readManifest(ctx context.Context, name string) (cacheimportty
 	if err != nil {
 		return config, fmt.Errorf("read manifest %s: %w", name, err)
 	}
-	if err := DecodeManifest(dt, &config); err != nil {
+	if err := manifest.Decode(dt, &config); err != nil {
 		return config, fmt.Errorf("manifest %s: %w", name, err)
 	}
 	return config, nil
-}
-
-// DecodeManifest decodes a cache config JSON document: one object, nothing after it.
-func DecodeManifest(dt []byte, config *cacheimporttypes.CacheConfig) error {
-	dec := json.NewDecoder(bytesReader(dt))
-	if err := dec.Decode(config); err != nil {
-		return fmt.Errorf("decode cache config: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("decode cache config: unexpected data after the JSON object")
-	}
-	return nil
 }
 
 // chains turns a manifest into cache chains. Layers whose blob is missing
 // from the bucket are left out of the provider, so BuildKit drops the
 // results that need them: an expired blob costs a cache miss, not a build.
 func (i *Importer) chains(ctx context.Context, config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
-	config, problems, err := sanitize(config)
+	config, problems, err := manifest.Sanitize(config)
 	if err != nil {
 		return nil, err
 	}
@@ -228,27 +214,9 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 }
 
 func (i *Importer) descriptorPair(l cacheimporttypes.CacheLayer) (v1.DescriptorProviderPair, error) {
-	if l.Annotations == nil {
-		return v1.DescriptorProviderPair{}, errors.New("cache layer has no annotations")
+	desc, err := manifest.Descriptor(l)
+	if err != nil {
+		return v1.DescriptorProviderPair{}, err
 	}
-	if l.Annotations.DiffID == "" {
-		return v1.DescriptorProviderPair{}, errors.New("cache layer has no diffID")
-	}
-	annotations := map[string]string{labels.LabelUncompressed: l.Annotations.DiffID.String()}
-	if !l.Annotations.CreatedAt.IsZero() {
-		txt, err := l.Annotations.CreatedAt.MarshalText()
-		if err != nil {
-			return v1.DescriptorProviderPair{}, fmt.Errorf("format createdAt: %w", err)
-		}
-		annotations[createdAtAnnotation] = string(txt)
-	}
-	return v1.DescriptorProviderPair{
-		Provider: &blobProvider{store: i.store, layout: i.layout},
-		Descriptor: ocispecs.Descriptor{
-			MediaType:   l.Annotations.MediaType,
-			Digest:      l.Blob,
-			Size:        l.Annotations.Size,
-			Annotations: annotations,
-		},
-	}, nil
+	return v1.DescriptorProviderPair{Provider: &blobProvider{store: i.store, layout: i.layout}, Descriptor: desc}, nil
 }

@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,8 +17,6 @@ import (
 // readRetries is how often a blob read that broke mid-body is resumed from
 // where it stopped before the error is returned.
 const readRetries = 3
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // blobProvider serves cache blobs from the bucket as content.Provider.
 type blobProvider struct {

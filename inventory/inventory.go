@@ -17,7 +17,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/store"
 )
 
@@ -30,7 +30,7 @@ const progressEvery = 1000
 // Options tune how a bucket is read.
 type Options struct {
 	// MaxManifestSize bounds a manifest; larger ones are reported broken
-	// without being read. 0 means backend.DefaultMaxManifestSize.
+	// without being read. 0 means manifest.DefaultMaxSize.
 	MaxManifestSize int64
 	// Parallelism bounds concurrent GET/HEAD requests (0: DefaultParallelism).
 	Parallelism int
@@ -43,7 +43,7 @@ func (o Options) maxManifestSize() int64 {
 	if o.MaxManifestSize > 0 {
 		return o.MaxManifestSize
 	}
-	return backend.DefaultMaxManifestSize
+	return manifest.DefaultMaxSize
 }
 
 func (o Options) parallelism() int {
@@ -391,7 +391,7 @@ func (inv *Inventory) Present(dgst string) bool {
 
 func decodeConfig(dt []byte) (*cacheimporttypes.CacheConfig, error) {
 	var cfg cacheimporttypes.CacheConfig
-	if err := backend.DecodeManifest(dt, &cfg); err != nil {
+	if err := manifest.Decode(dt, &cfg); err != nil {
 		return nil, err
 	}
 	return &cfg, nil

@@ -1,4 +1,4 @@
-package backend
+package manifest
 
 import (
 	"fmt"
@@ -35,7 +35,7 @@ func FuzzDecodeManifest(f *testing.F) {
 	f.Add([]byte(`{"records":[{"digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","inputs":[[{"link":0}]]}]}`))
 	f.Fuzz(func(t *testing.T, dt []byte) {
 		var config cacheimporttypes.CacheConfig
-		if err := DecodeManifest(dt, &config); err == nil {
+		if err := Decode(dt, &config); err == nil {
 			requireSanitizedParses(t, config)
 		}
 		requireSanitizedParses(t, graphConfig(dt))
@@ -46,16 +46,11 @@ func FuzzDecodeManifest(f *testing.F) {
 // parses into chains that BuildKit indexes.
 func requireSanitizedParses(t *testing.T, config cacheimporttypes.CacheConfig) {
 	t.Helper()
-	config, _, err := sanitize(config)
+	config, _, err := Sanitize(config)
 	if err != nil {
 		return
 	}
-	present := map[string]bool{}
-	for _, l := range config.Layers {
-		present[l.Blob.String()] = true
-	}
-	imp := &Importer{}
-	cc, err := imp.chainsOf(t.Context(), config, present)
+	cc, err := parse(config)
 	if err != nil {
 		t.Fatalf("sanitized manifest does not parse: %v", err)
 	}

@@ -1,4 +1,4 @@
-package backend
+package manifest
 
 import (
 	"fmt"
@@ -7,22 +7,22 @@ import (
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 )
 
-// Bounds on a manifest we import: far above real caches (a large mode=max
+// Bounds on a manifest we import, checked by Sanitize: far above real caches (a large mode=max
 // build has thousands of layers), low enough that a hostile manifest can't
 // make us allocate or request without limit.
 const (
-	maxLayers  = 50000
-	maxRecords = 100000
+	MaxLayers  = 50000
+	MaxRecords = 100000
 )
 
-// sanitize drops what BuildKit's parser would reject in an untrusted cache
+// Sanitize drops what BuildKit's parser would reject in an untrusted cache
 // config: layers with out-of-range or looping parents, results naming such
 // layers, links to missing or looping records, and records left without an
 // input. What remains parses, so damage to one part of a manifest costs
 // only the steps it touches. It returns the problems it found.
-func sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, []string, error) {
-	if len(cfg.Layers) > maxLayers || len(cfg.Records) > maxRecords {
-		return cacheimporttypes.CacheConfig{}, nil, fmt.Errorf("manifest has %d layers and %d records, more than the %d and %d accepted", len(cfg.Layers), len(cfg.Records), maxLayers, maxRecords)
+func Sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, []string, error) {
+	if len(cfg.Layers) > MaxLayers || len(cfg.Records) > MaxRecords {
+		return cacheimporttypes.CacheConfig{}, nil, fmt.Errorf("manifest has %d layers and %d records, more than the %d and %d accepted", len(cfg.Layers), len(cfg.Records), MaxLayers, MaxRecords)
 	}
 	var problems []string
 	layerOK := validLayers(cfg.Layers)
