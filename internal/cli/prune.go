@@ -52,11 +52,11 @@ it) unless --force. See docs/operations.md for running prune next to builds.`,
 func runPrune(cmd *cobra.Command, arg string, o pruneOptions) error {
 	opts := gc.Options{KeepStorage: gc.NoLimit, Force: o.force}
 	var err error
-	if opts.Grace, err = gc.ParseDuration(o.grace); err != nil {
+	if opts.Grace, err = parseDuration(o.grace); err != nil {
 		return fmt.Errorf("--grace: %w", err)
 	}
 	if o.keepDuration != "" {
-		if opts.KeepDuration, err = gc.ParseDuration(o.keepDuration); err != nil {
+		if opts.KeepDuration, err = parseDuration(o.keepDuration); err != nil {
 			return fmt.Errorf("--keep-duration: %w", err)
 		}
 		if opts.KeepDuration == 0 {
@@ -64,7 +64,7 @@ func runPrune(cmd *cobra.Command, arg string, o pruneOptions) error {
 		}
 	}
 	if o.keepStorage != "" {
-		if opts.KeepStorage, err = gc.ParseSize(o.keepStorage); err != nil {
+		if opts.KeepStorage, err = parseSize(o.keepStorage); err != nil {
 			return fmt.Errorf("--keep-storage: %w", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package gc
+package cli
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// sizeUnits are the suffixes ParseSize accepts, lower-cased: SI units are
+// sizeUnits are the suffixes parseSize accepts (prune's --keep-storage), lower-cased: SI units are
 // powers of 1000 (as disks and S3 bills count), IEC units powers of 1024.
 var sizeUnits = map[string]float64{
 	"":    1,
@@ -30,10 +30,10 @@ var sizeUnits = map[string]float64{
 	"pib": 1 << 50,
 }
 
-// ParseSize parses a byte size such as "512MiB", "10GB", "1.5 TiB" or
+// parseSize parses a byte size such as "512MiB", "10GB", "1.5 TiB" or
 // "1000" (bytes). KB, MB, GB, TB and PB are decimal; KiB, MiB, GiB, TiB and
 // PiB binary.
-func ParseSize(s string) (int64, error) {
+func parseSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	i := 0
 	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
@@ -58,9 +58,9 @@ func ParseSize(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// ParseDuration parses a non-negative Go duration ("90m", "12h") that may
+// parseDuration parses a non-negative Go duration ("90m", "12h") that may
 // start with a number of days ("7d", "1d12h").
-func ParseDuration(s string) (time.Duration, error) {
+func parseDuration(s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	var days time.Duration
 	if i := strings.IndexByte(t, 'd'); i >= 0 {

@@ -1,4 +1,4 @@
-package gc
+package cli
 
 import (
 	"math"
@@ -24,14 +24,14 @@ func TestParseSize(t *testing.T) {
 		{"2B", 2},
 		{" 7 MB ", 7_000_000},
 	} {
-		got, err := ParseSize(tc.in)
+		got, err := parseSize(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
 	for _, in := range []string{"", "GB", "-1GB", "10 XB", "1.2.3MB", "1e3", "99999999999PB"} {
-		if got, err := ParseSize(in); err == nil {
-			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
 		}
 	}
 }
@@ -52,22 +52,22 @@ func TestParseDuration(t *testing.T) {
 		{"106751d", 106751 * day},
 		{"106751d23h47m16.854775807s", time.Duration(math.MaxInt64)},
 	} {
-		got, err := ParseDuration(tc.in)
+		got, err := parseDuration(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
 	for _, in := range []string{"", "d", "1.5d", "-1h", "-1d", "7days", "1h1d", "forever"} {
-		if got, err := ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		if got, err := parseDuration(in); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", in, got)
 		}
 	}
 	// Longer than time.Duration holds (about 292 years): an error, never
 	// a wrapped-around negative grace that would sweep every blob.
 	for _, in := range []string{"106752d", "4294967295d", "106751d24h", "106751d23h47m16.854775808s", "9999999999h"} {
-		got, err := ParseDuration(in)
+		got, err := parseDuration(in)
 		if err == nil || !strings.Contains(err.Error(), in) {
-			t.Errorf("ParseDuration(%q) = %v, %v; want an error naming it", in, got, err)
+			t.Errorf("parseDuration(%q) = %v, %v; want an error naming it", in, got, err)
 		}
 	}
 }
