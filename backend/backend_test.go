@@ -29,6 +29,7 @@ import (
 	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
@@ -296,24 +297,10 @@ func TestImportMissingManifestIsEmptyCache(t *testing.T) {
 	}
 }
 
-// countingStore counts the operations that reach the bucket.
-type countingStore struct {
-	store.Store
-	puts, touches atomic.Int64
-}
-
-func (c *countingStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
-	c.puts.Add(1)
-	return c.Store.Put(ctx, key, r, size)
-}
-
-func (c *countingStore) Touch(ctx context.Context, key string, size int64) error {
-	c.touches.Add(1)
-	return c.Store.Touch(ctx, key, size)
-}
-
-func countingOptions(f *fixture) (backend.Options, *countingStore) {
-	cs := &countingStore{Store: f.store}
+// countingOptions open a store that counts the operations reaching the
+// bucket.
+func countingOptions(f *fixture) (backend.Options, *storetest.Spy) {
+	cs := storetest.NewSpy(f.store)
 	return backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return cs, nil }}, cs
 }
 
@@ -324,8 +311,8 @@ func TestWarmExportUploadsOnlyTheManifest(t *testing.T) {
 
 	opts, cs := countingOptions(f)
 	export(t, opts, f.with("name", "main"), ls, provider)
-	if cs.puts.Load() != 1 || cs.touches.Load() != 0 {
-		t.Fatalf("warm export made %d puts and %d touches, want 1 (the manifest) and 0", cs.puts.Load(), cs.touches.Load())
+	if cs.Count(storetest.OpPut) != 1 || cs.Count(storetest.OpTouch) != 0 {
+		t.Fatalf("warm export made %d puts and %d touches, want 1 (the manifest) and 0", cs.Count(storetest.OpPut), cs.Count(storetest.OpTouch))
 	}
 }
 
@@ -341,8 +328,8 @@ func TestTouchRefresh(t *testing.T) {
 
 	opts, cs := countingOptions(f)
 	export(t, opts, f.with("name", "main", "touch_refresh", "0s"), ls, provider)
-	if cs.touches.Load() != 3 || cs.puts.Load() != 1 {
-		t.Fatalf("touch_refresh=0s: %d touches and %d puts, want 3 and 1", cs.touches.Load(), cs.puts.Load())
+	if cs.Count(storetest.OpTouch) != 3 || cs.Count(storetest.OpPut) != 1 {
+		t.Fatalf("touch_refresh=0s: %d touches and %d puts, want 3 and 1", cs.Count(storetest.OpTouch), cs.Count(storetest.OpPut))
 	}
 	after, err := f.store.Stat(context.Background(), "blobs/"+ls[1].desc.Digest.String())
 	if err != nil {
@@ -389,7 +376,7 @@ func TestReadDetectsBlobWithWrongBytes(t *testing.T) {
 	ls, provider := newLayers(t, 10, 5000, 30)
 	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
 	other := bytes.Repeat([]byte{'x'}, 5000)
-	if err := f.store.Put(context.Background(), "blobs/"+ls[1].desc.Digest.String(), bytes.NewReader(other), int64(len(other))); err != nil {
+	if err := f.store.Put(context.Background(), "blobs/"+ls[1].desc.Digest.String(), store.BytesBody(other)); err != nil {
 		t.Fatal(err)
 	}
 	_, descs := load(t, backend.Options{}, f.with("name", "main"))
@@ -427,7 +414,14 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30, 40, 50, 60, 70, 80)
 	var uploads concurrency
-	gate := &gatedStore{Store: f.store, uploads: &uploads}
+	// Measures how many blob uploads run at once.
+	gate := storetest.NewSpy(f.store)
+	gate.Before = func(_ context.Context, op storetest.Op, key string) error {
+		if op == storetest.OpPut && strings.HasPrefix(key, "blobs/") {
+			uploads.hold(50 * time.Millisecond)
+		}
+		return nil
+	}
 	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return gate, nil }}
 	exp, err := backend.ResolveCacheExporterFunc(opts)(context.Background(), nil, f.with("upload_parallelism", "2"))
 	if err != nil {
@@ -451,19 +445,6 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 	if p := uploads.most(); p < 1 || p > 2 {
 		t.Fatalf("peak concurrent blob uploads = %d, want at most upload_parallelism=2", p)
 	}
-}
-
-// gatedStore measures how many blob uploads run at once.
-type gatedStore struct {
-	store.Store
-	uploads *concurrency
-}
-
-func (g *gatedStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
-	if strings.HasPrefix(key, "blobs/") {
-		g.uploads.hold(50 * time.Millisecond)
-	}
-	return g.Store.Put(ctx, key, r, size)
 }
 
 // concurrency records the most callers inside hold at once.

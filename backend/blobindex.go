@@ -171,18 +171,7 @@ func indexBlobs(ctx context.Context, st store.Store, where, dir string, keys []s
 		x.through = o.Key
 	}
 
-	var err error
-	if pl, ok := st.(store.PageLister); ok {
-		err = listPages(ctx, pl, dir, min(max(4*len(sorted), 100), listPageSize), record, worthGoingOn)
-	} else {
-		err = st.List(ctx, dir, func(o store.Object) error {
-			record(o)
-			if listed%listPageSize == 0 && !worthGoingOn(o) {
-				return errStopListing
-			}
-			return nil
-		})
-	}
+	err := listPages(ctx, st, dir, min(max(4*len(sorted), 100), listPageSize), record, worthGoingOn)
 	switch {
 	case err == nil:
 		x.complete = true
@@ -200,7 +189,7 @@ func indexBlobs(ctx context.Context, st store.Store, where, dir string, keys []s
 
 // listPages lists dir a page at a time, the first of first objects, the
 // rest full, while goOn says so after each; errStopListing when it stopped.
-func listPages(ctx context.Context, pl store.PageLister, dir string, first int, record func(store.Object), goOn func(last store.Object) bool) error {
+func listPages(ctx context.Context, pl store.Store, dir string, first int, record func(store.Object), goOn func(last store.Object) bool) error {
 	token, limit := "", first
 	for {
 		objs, next, err := pl.ListPage(ctx, dir, token, limit)

@@ -1,13 +1,11 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,59 +13,29 @@ import (
 	"github.com/s3cache/s3cache/store/storetest"
 )
 
-// requestCounter counts the listing's objects and pages and the HEADs.
-type requestCounter struct {
-	store.Store
-	mu      sync.Mutex
-	stats   int
-	listed  int
-	listErr error
-}
-
-func (c *requestCounter) Stat(ctx context.Context, key string) (store.Object, error) {
-	c.mu.Lock()
-	c.stats++
-	c.mu.Unlock()
-	return c.Store.Stat(ctx, key)
-}
-
-func (c *requestCounter) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
-	if c.listErr != nil {
-		return c.listErr
-	}
-	return c.Store.List(ctx, prefix, func(o store.Object) error {
-		c.mu.Lock()
-		c.listed++
-		c.mu.Unlock()
-		return fn(o)
-	})
-}
-
-// pages is how many LIST pages the objects listed so far took.
-func (c *requestCounter) pages() int { return (c.listed + listPageSize - 1) / listPageSize }
-
 func blobKey(i int) string {
 	return fmt.Sprintf("blobs/sha256:%x", sha256.Sum256([]byte(fmt.Sprint(i))))
 }
 
-// bucketWith holds n blobs of their own under blobs/ plus unrelated ones.
-func bucketWith(t *testing.T, ours, unrelated int) (*requestCounter, []string) {
+// bucketWith holds ours blobs of their own under blobs/ plus unrelated
+// ones, behind a spy that counts the requests.
+func bucketWith(t *testing.T, ours, unrelated int) (*storetest.Spy, []string) {
 	t.Helper()
 	m := storetest.NewMemory()
 	ctx := context.Background()
 	var keys []string
 	for i := range ours {
 		keys = append(keys, blobKey(i))
-		if err := m.Put(ctx, blobKey(i), bytes.NewReader([]byte("ours")), 4); err != nil {
+		if err := m.Put(ctx, blobKey(i), store.BytesBody([]byte("ours"))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range unrelated {
-		if err := m.Put(ctx, blobKey(-1-i), bytes.NewReader([]byte("other")), 5); err != nil {
+		if err := m.Put(ctx, blobKey(-1-i), store.BytesBody([]byte("other"))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return &requestCounter{Store: m}, keys
+	return storetest.NewSpy(m), keys
 }
 
 // answers checks every key is found with its size, through the index.
@@ -91,22 +59,22 @@ func TestIndexBlobsOneListingForAWarmExport(t *testing.T) {
 		t.Fatal("a listing of 62 objects should complete")
 	}
 	answers(t, x, keys, 4)
-	if st.stats != 0 || st.pages() != 1 {
-		t.Fatalf("%d HEADs and %d LIST pages, want 0 and 1", st.stats, st.pages())
+	if st.Count(storetest.OpStat) != 0 || st.Count(storetest.OpListPage) != 1 {
+		t.Fatalf("%d HEADs and %d LIST pages, want 0 and 1", st.Count(storetest.OpStat), st.Count(storetest.OpListPage))
 	}
 }
 
 func TestIndexBlobsColdExportNeedsNoHEADs(t *testing.T) {
 	_, keys := bucketWith(t, 62, 0)
-	empty := &requestCounter{Store: storetest.NewMemory()}
+	empty := storetest.NewSpy(storetest.NewMemory())
 	x := indexBlobs(context.Background(), empty, "", "blobs/", keys, 4, nil)
 	for _, k := range keys {
 		if _, err := x.stat(context.Background(), k); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("stat %s in an empty prefix: %v, want ErrNotFound", k, err)
 		}
 	}
-	if empty.stats != 0 {
-		t.Fatalf("%d HEADs in an empty prefix, want none", empty.stats)
+	if empty.Count(storetest.OpStat) != 0 {
+		t.Fatalf("%d HEADs in an empty prefix, want none", empty.Count(storetest.OpStat))
 	}
 }
 
@@ -118,8 +86,8 @@ func TestIndexBlobsCrowdedPrefixFallsBackToHEADs(t *testing.T) {
 	if x.complete {
 		t.Fatal("the listing of 10,062 objects for 62 keys should stop early")
 	}
-	if st.pages() != 1 {
-		t.Fatalf("%d LIST pages, want 1", st.pages())
+	if st.Count(storetest.OpListPage) != 1 {
+		t.Fatalf("%d LIST pages, want 1", st.Count(storetest.OpListPage))
 	}
 	answers(t, x, keys, 4)
 	covered := 0
@@ -129,8 +97,8 @@ func TestIndexBlobsCrowdedPrefixFallsBackToHEADs(t *testing.T) {
 		}
 	}
 	// One more HEAD for the absent key of answers.
-	if want := len(keys) - covered + 1; st.stats != want {
-		t.Fatalf("%d HEADs, want %d (the keys past the first page)", st.stats, want)
+	if want := len(keys) - covered + 1; st.Count(storetest.OpStat) != want {
+		t.Fatalf("%d HEADs, want %d (the keys past the first page)", st.Count(storetest.OpStat), want)
 	}
 }
 
@@ -145,22 +113,28 @@ func TestIndexBlobsManyKeysListEverything(t *testing.T) {
 		t.Fatalf("listing stopped at %s; 8 pages are cheaper than 750 rounds of HEADs", x.through)
 	}
 	answers(t, x, keys, 4)
-	if st.stats != 1 || st.pages() != 8 {
-		t.Fatalf("%d HEADs and %d LIST pages, want 1 (the absent key) and 8", st.stats, st.pages())
+	// At most the absent key of answers is HEADed, where the listing stopped.
+	if st.Count(storetest.OpStat) > 1 || st.Count(storetest.OpListPage) != 8 {
+		t.Fatalf("%d HEADs and %d LIST pages, want at most 1 (the absent key) and 8", st.Count(storetest.OpStat), st.Count(storetest.OpListPage))
 	}
 }
 
 func TestIndexBlobsListingDeniedFallsBackToHEADs(t *testing.T) {
 	st, keys := bucketWith(t, 10, 0)
-	st.listErr = errors.New("AccessDenied")
+	st.Before = func(_ context.Context, op storetest.Op, _ string) error {
+		if op == storetest.OpList || op == storetest.OpListPage {
+			return errors.New("AccessDenied")
+		}
+		return nil
+	}
 	var warned error
 	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, func(err error) { warned = err })
 	if warned == nil {
 		t.Fatal("a failed listing was not reported")
 	}
 	answers(t, x, keys, 4)
-	if st.stats != len(keys)+1 {
-		t.Fatalf("%d HEADs, want one per key", st.stats)
+	if st.Count(storetest.OpStat) != len(keys)+1 {
+		t.Fatalf("%d HEADs, want one per key", st.Count(storetest.OpStat))
 	}
 }
 
@@ -173,16 +147,16 @@ func TestIndexBlobsStopsAtTheLastKeyItNeeds(t *testing.T) {
 	for i := range 5 {
 		k := fmt.Sprintf("blobs/sha256:0000%060x", i)
 		keys = append(keys, k)
-		_ = m.Put(ctx, k, bytes.NewReader([]byte("ours")), 4)
+		_ = m.Put(ctx, k, store.BytesBody([]byte("ours")))
 	}
 	for i := range 3000 {
-		_ = m.Put(ctx, fmt.Sprintf("blobs/sha256:8%063x", i), bytes.NewReader([]byte("other")), 5)
+		_ = m.Put(ctx, fmt.Sprintf("blobs/sha256:8%063x", i), store.BytesBody([]byte("other")))
 	}
-	st := &requestCounter{Store: m}
+	st := storetest.NewSpy(m)
 	x := indexBlobs(ctx, st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
-	if st.pages() != 1 || st.stats != 1 {
-		t.Fatalf("%d LIST pages and %d HEADs, want 1 and 1 (the absent key)", st.pages(), st.stats)
+	if st.Count(storetest.OpListPage) != 1 || st.Count(storetest.OpStat) != 1 {
+		t.Fatalf("%d LIST pages and %d HEADs, want 1 and 1 (the absent key)", st.Count(storetest.OpListPage), st.Count(storetest.OpStat))
 	}
 }
 
@@ -204,48 +178,16 @@ func TestKeyspaceFraction(t *testing.T) {
 	}
 }
 
-// pageCounter is a bucket listed a page at a time, counting the pages, the
-// objects they held and the HEADs.
-type pageCounter struct {
-	*storetest.Memory
-	mu                   sync.Mutex
-	pages, listed, stats int
-	limits               []int
-}
-
-func (c *pageCounter) Stat(ctx context.Context, key string) (store.Object, error) {
-	c.mu.Lock()
-	c.stats++
-	c.mu.Unlock()
-	return c.Memory.Stat(ctx, key)
-}
-
-func (c *pageCounter) ListPage(ctx context.Context, prefix, token string, limit int) ([]store.Object, string, error) {
-	objs, next, err := c.Memory.ListPage(ctx, prefix, token, limit)
-	c.mu.Lock()
-	c.pages++
-	c.listed += len(objs)
-	c.limits = append(c.limits, limit)
-	c.mu.Unlock()
-	return objs, next, err
-}
-
-func pagedBucket(t *testing.T, ours, unrelated int) (*pageCounter, []string) {
-	t.Helper()
-	st, keys := bucketWith(t, ours, unrelated)
-	return &pageCounter{Memory: st.Store.(*storetest.Memory)}, keys
-}
-
 // Listed a page at a time, a warm or cold export's prefix takes one small page.
 func TestIndexBlobsPagedSmallPrefix(t *testing.T) {
 	for _, ours := range []int{62, 0} {
-		st, keys := pagedBucket(t, 62, 0)
+		st, keys := bucketWith(t, 62, 0)
 		if ours == 0 {
-			st = &pageCounter{Memory: storetest.NewMemory()}
+			st = storetest.NewSpy(storetest.NewMemory())
 		}
 		x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
-		if !x.complete || st.pages != 1 || st.stats != 0 || st.limits[0] != 4*62 {
-			t.Fatalf("%d of ours: complete %v after %d pages (limits %v) and %d HEADs, want one page of 248 and no HEAD", ours, x.complete, st.pages, st.limits, st.stats)
+		if !x.complete || st.Count(storetest.OpListPage) != 1 || st.Count(storetest.OpStat) != 0 || st.PageLimits()[0] != 4*62 {
+			t.Fatalf("%d of ours: complete %v after %d pages (limits %v) and %d HEADs, want one page of 248 and no HEAD", ours, x.complete, st.Count(storetest.OpListPage), st.PageLimits(), st.Count(storetest.OpStat))
 		}
 		if ours > 0 {
 			answers(t, x, keys, 4)
@@ -256,24 +198,24 @@ func TestIndexBlobsPagedSmallPrefix(t *testing.T) {
 // A few keys in a prefix crowded with 10,000 other blobs: one page of 100
 // tells the listing would be long, and HEADs do the rest.
 func TestIndexBlobsPagedCrowdedPrefix(t *testing.T) {
-	st, keys := pagedBucket(t, 12, 10000)
+	st, keys := bucketWith(t, 12, 10000)
 	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
-	if st.pages != 1 || st.listed != 100 {
-		t.Fatalf("%d pages of %d objects, want 1 of 100", st.pages, st.listed)
+	if st.Count(storetest.OpListPage) != 1 || st.ObjectsListed() != 100 {
+		t.Fatalf("%d pages of %d objects, want 1 of 100", st.Count(storetest.OpListPage), st.ObjectsListed())
 	}
-	if st.stats > len(keys)+1 {
-		t.Fatalf("%d HEADs for %d keys", st.stats, len(keys))
+	if st.Count(storetest.OpStat) > len(keys)+1 {
+		t.Fatalf("%d HEADs for %d keys", st.Count(storetest.OpStat), len(keys))
 	}
 }
 
 // Many keys in a crowded prefix: the listing goes on in full pages.
 func TestIndexBlobsPagedManyKeys(t *testing.T) {
-	st, keys := pagedBucket(t, 3000, 5000)
+	st, keys := bucketWith(t, 3000, 5000)
 	x := indexBlobs(context.Background(), st, "", "blobs/", keys, 4, nil)
 	answers(t, x, keys, 4)
-	if !x.complete || st.stats != 0 || st.pages != 8 || st.limits[1] != 1000 {
-		t.Fatalf("complete %v, %d HEADs, %d pages (limits %v); want a complete listing in 8 pages and no HEAD", x.complete, st.stats, st.pages, st.limits)
+	if !x.complete || st.Count(storetest.OpStat) != 0 || st.Count(storetest.OpListPage) != 8 || st.PageLimits()[1] != 1000 {
+		t.Fatalf("complete %v, %d HEADs, %d pages (limits %v); want a complete listing in 8 pages and no HEAD", x.complete, st.Count(storetest.OpStat), st.Count(storetest.OpListPage), st.PageLimits())
 	}
 }
 
@@ -284,37 +226,37 @@ func TestIndexBlobsPagedManyKeys(t *testing.T) {
 func TestIndexBlobsRemembersCrowdedPrefix(t *testing.T) {
 	where := t.Name()
 	t.Cleanup(func() { crowded.set(where, 0, time.Now()) })
-	st, keys := pagedBucket(t, 12, 10000)
+	st, keys := bucketWith(t, 12, 10000)
 	answers(t, indexBlobs(context.Background(), st, where, "blobs/", keys, 4, nil), keys, 4)
-	if st.pages != 1 {
-		t.Fatalf("first lookup: %d pages, want 1", st.pages)
+	if st.Count(storetest.OpListPage) != 1 {
+		t.Fatalf("first lookup: %d pages, want 1", st.Count(storetest.OpListPage))
 	}
 	objects, ok := crowded.objects(where, time.Now())
 	if !ok || objects < 5000 || objects > 20000 {
 		t.Fatalf("remembered %v objects (%v) for a prefix of 10012", objects, ok)
 	}
 
-	st.pages, st.stats = 0, 0
+	st.Reset()
 	answers(t, indexBlobs(context.Background(), st, where, "blobs/", keys, 4, nil), keys, 4)
-	if st.pages != 0 || st.stats != len(keys)+1 { // answers also asks for an absent blob
-		t.Fatalf("second lookup: %d pages and %d HEADs, want none and %d", st.pages, st.stats, len(keys)+1)
+	if st.Count(storetest.OpListPage) != 0 || st.Count(storetest.OpStat) != len(keys)+1 { // answers also asks for an absent blob
+		t.Fatalf("second lookup: %d pages and %d HEADs, want none and %d", st.Count(storetest.OpListPage), st.Count(storetest.OpStat), len(keys)+1)
 	}
 	// Anyone else's prefix is listed as before.
-	st.pages = 0
+	st.Reset()
 	indexBlobs(context.Background(), st, where+"-other", "blobs/", keys, 4, nil)
-	if st.pages != 1 {
-		t.Fatalf("another prefix: %d pages, want 1", st.pages)
+	if st.Count(storetest.OpListPage) != 1 {
+		t.Fatalf("another prefix: %d pages, want 1", st.Count(storetest.OpListPage))
 	}
 	// Forgotten after crowdedTTL.
 	if _, ok := crowded.objects(where, time.Now().Add(crowdedTTL+time.Second)); ok {
 		t.Fatal("a crowded prefix is remembered past crowdedTTL")
 	}
 
-	small, smallKeys := pagedBucket(t, 12, 50)
+	small, smallKeys := bucketWith(t, 12, 50)
 	crowded.set(where, 10000, time.Now())
 	crowded.set(where, 0, time.Now())
 	indexBlobs(context.Background(), small, where, "blobs/", smallKeys, 4, nil)
-	if _, ok := crowded.objects(where, time.Now()); ok || small.pages != 1 {
-		t.Fatalf("a prefix listed completely: remembered %v, %d pages", ok, small.pages)
+	if _, ok := crowded.objects(where, time.Now()); ok || small.Count(storetest.OpListPage) != 1 {
+		t.Fatalf("a prefix listed completely: remembered %v, %d pages", ok, small.Count(storetest.OpListPage))
 	}
 }

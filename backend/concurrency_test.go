@@ -16,6 +16,7 @@ import (
 	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
 )
 
 // builder is one concurrent exporter: its chain is layers shared by every
@@ -132,8 +133,8 @@ func chainOf(bs []builder, blobs map[digest.Digest]bool) int {
 // concurrencyOptions make the shared big blob a multipart upload and its
 // touch a multipart copy, so concurrent writers of one key interleave
 // parts; the store counts the touches.
-func concurrencyOptions() (backend.Options, *countingStore) {
-	cs := &countingStore{}
+func concurrencyOptions() (backend.Options, *storetest.Spy) {
+	cs := &storetest.Spy{}
 	var once sync.Once
 	var openErr error
 	return backend.Options{NewStore: func(ctx context.Context, cfg spec.Config) (store.Store, error) {
@@ -157,7 +158,7 @@ func TestConcurrentExportsToOneName(t *testing.T) {
 	for round := range 3 {
 		opts, cs := concurrencyOptions()
 		runConcurrently(t, opts, f, bs, "touch_refresh", "0s")
-		if round > 0 && cs.touches.Load() == 0 {
+		if round > 0 && cs.Count(storetest.OpTouch) == 0 {
 			t.Fatalf("round %d touched no blob; touch_refresh=0s should touch every one found", round)
 		}
 		if i := chainOf(bs, manifestBlobs(t, f, "main")); i < 0 {
@@ -186,7 +187,7 @@ func TestConcurrentNamesSharingBlobs(t *testing.T) {
 	for round := range 3 {
 		opts, cs := concurrencyOptions()
 		runConcurrently(t, opts, f, bs, "touch_refresh", "0s")
-		if round > 0 && cs.touches.Load() == 0 {
+		if round > 0 && cs.Count(storetest.OpTouch) == 0 {
 			t.Fatalf("round %d touched no blob; touch_refresh=0s should touch every one found", round)
 		}
 		for i, b := range bs {

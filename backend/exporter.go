@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -118,7 +117,7 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 	}
 	for _, name := range e.cfg.Names {
 		key := e.layout.ManifestKey(name)
-		if err := e.store.Put(ctx, key, bytes.NewReader(dt), int64(len(dt))); err != nil {
+		if err := e.store.Put(ctx, key, store.BytesBody(dt)); err != nil {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
 		}
 	}
@@ -238,14 +237,13 @@ func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) e
 		return done(fmt.Errorf("read blob %s from content store: %w", desc.Digest, err))
 	}
 	defer ra.Close()
-	var src io.ReaderAt = &serialReaderAt{ra: ra}
+	// The digest spares the client hashing the bytes to sign them.
+	body := store.Body{R: &serialReaderAt{ra: ra}, Size: desc.Size, Digest: desc.Digest.String()}
 	if f := e.openLocalBlob(desc); f != nil {
 		defer f.Close()
-		src = f
+		body.R, body.File = f, f
 	}
-	// The digest spares the client hashing the bytes to sign them.
-	putCtx := store.WithContentDigest(ctx, desc.Digest.String())
-	if err := e.store.Put(putCtx, e.layout.BlobKey(desc.Digest.String()), src, desc.Size); err != nil {
+	if err := e.store.Put(ctx, e.layout.BlobKey(desc.Digest.String()), body); err != nil {
 		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
 	}
 	return done(nil)

@@ -59,7 +59,7 @@ func memImporter(t *testing.T, mem *storetest.Memory, logf func(string, ...any))
 
 func putObject(t *testing.T, mem *storetest.Memory, key string, data []byte) {
 	t.Helper()
-	if err := mem.Put(t.Context(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := mem.Put(t.Context(), key, store.BytesBody(data)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package backend_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -81,35 +80,18 @@ func TestExportAsksContentStoreOncePerBlob(t *testing.T) {
 	}
 }
 
-// headCounter counts HEADs and listings.
-type headCounter struct {
-	store.Store
-	stats, lists atomic.Int64
-}
-
-func (c *headCounter) Stat(ctx context.Context, key string) (store.Object, error) {
-	c.stats.Add(1)
-	return c.Store.Stat(ctx, key)
-}
-
-func (c *headCounter) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
-	c.lists.Add(1)
-	return c.Store.List(ctx, prefix, fn)
-}
-
 // Exports learn what the bucket holds from one listing of the blobs: a
 // cold export uploads without a HEAD per blob, a warm one finds them all.
 func TestExportsListInsteadOfHEADs(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30)
-	hc := &headCounter{Store: f.store}
+	hc := storetest.NewSpy(f.store)
 	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return hc, nil }}
 	for _, run := range []string{"cold", "warm"} {
-		hc.stats.Store(0)
-		hc.lists.Store(0)
+		hc.Reset()
 		export(t, opts, f.with("name", "main"), ls, provider)
-		if hc.stats.Load() != 0 || hc.lists.Load() != 1 {
-			t.Fatalf("%s export: %d HEADs and %d listings, want 0 and 1", run, hc.stats.Load(), hc.lists.Load())
+		if hc.Count(storetest.OpStat) != 0 || hc.Lists() != 1 {
+			t.Fatalf("%s export: %d HEADs and %d listings, want 0 and 1", run, hc.Count(storetest.OpStat), hc.Lists())
 		}
 	}
 	cfg, descs := load(t, backend.Options{}, f.with("name", "main"))
@@ -153,7 +135,7 @@ func TestExportsListingOnTheWire(t *testing.T) {
 	ctx := context.Background()
 	for i := range 300 {
 		key := fmt.Sprintf("blobs/sha256:%064x", i)
-		if err := f.store.Put(ctx, key, bytes.NewReader([]byte("other")), 5); err != nil {
+		if err := f.store.Put(ctx, key, store.BytesBody([]byte("other"))); err != nil {
 			t.Fatal(err)
 		}
 	}

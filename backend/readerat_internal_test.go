@@ -29,7 +29,7 @@ func TestBlobReaderDigestCheck(t *testing.T) {
 	desc := ocispecs.Descriptor{Digest: digest.FromBytes(want), Size: int64(len(wrong))}
 	m := storetest.NewMemory()
 	layout := store.Layout{BlobsPrefix: "blobs/"}
-	if err := m.Put(ctx, layout.BlobKey(desc.Digest.String()), bytes.NewReader(wrong), int64(len(wrong))); err != nil {
+	if err := m.Put(ctx, layout.BlobKey(desc.Digest.String()), store.BytesBody(wrong)); err != nil {
 		t.Fatal(err)
 	}
 	p := &blobProvider{store: m, layout: layout}

@@ -95,7 +95,9 @@ func (b *bench) rawPutGet(ctx context.Context, prefix string, blobs []rawBlob) (
 			if err != nil {
 				return fmt.Errorf("raw put: %w", err)
 			}
-			return st.Put(store.WithContentDigest(ectx, blob.digest), keys[i], f, fi.Size())
+			body := store.FileBody(f, fi.Size())
+			body.Digest = blob.digest
+			return st.Put(ectx, keys[i], body)
 		})
 	}
 	if err := eg.Wait(); err != nil {
@@ -140,7 +142,7 @@ func (b *bench) putUnrelated(ctx context.Context, prefix string, n int) error {
 			var body [512]byte
 			_, _ = rand.Read(body[:])
 			key := st.Layout().BlobKey(fmt.Sprintf("sha256:%x", body[:32]))
-			return st.Put(ectx, key, readerAt(body[:]), int64(len(body)))
+			return st.Put(ectx, key, store.NewBody(readerAt(body[:]), int64(len(body))))
 		})
 	}
 	if err := eg.Wait(); err != nil {

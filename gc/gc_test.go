@@ -9,7 +9,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,7 +228,7 @@ func TestBrokenManifestStopsTheSweepUnlessForced(t *testing.T) {
 	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0])
 	orphan(t, f, b, ls[1])
 	bad := []byte(`{"layers": [{"blob": "` + ls[1].Digest() + `"`)
-	if err := b.Store.Put(context.Background(), b.Layout.ManifestKey("bad"), bytes.NewReader(bad), int64(len(bad))); err != nil {
+	if err := b.Store.Put(context.Background(), b.Layout.ManifestKey("bad"), store.BytesBody(bad)); err != nil {
 		t.Fatal(err)
 	}
 	before := objects(t, b.Store)
@@ -257,28 +256,6 @@ func TestBrokenManifestStopsTheSweepUnlessForced(t *testing.T) {
 	}
 }
 
-// countingStore counts requests by kind.
-type countingStore struct {
-	store.Store
-	stats, lists, deletes, deleted atomic.Int64
-}
-
-func (c *countingStore) Stat(ctx context.Context, key string) (store.Object, error) {
-	c.stats.Add(1)
-	return c.Store.Stat(ctx, key)
-}
-
-func (c *countingStore) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
-	c.lists.Add(1)
-	return c.Store.List(ctx, prefix, fn)
-}
-
-func (c *countingStore) Delete(ctx context.Context, keys []string) error {
-	c.deletes.Add(1)
-	c.deleted.Add(int64(len(keys)))
-	return c.Store.Delete(ctx, keys)
-}
-
 // TestSweepRechecksWithFewestRequests checks that a batch re-checks dense
 // shards with a LIST and sparse ones with a HEAD per candidate.
 func TestSweepRechecksWithFewestRequests(t *testing.T) {
@@ -292,7 +269,7 @@ func TestSweepRechecksWithFewestRequests(t *testing.T) {
 			data := []byte(fmt.Sprint("blob ", i))
 			d := digest.FromBytes(data).String()
 			ds = append(ds, d)
-			if err := st.Put(ctx, l.BlobKey(d), bytes.NewReader(data), int64(len(data))); err != nil {
+			if err := st.Put(ctx, l.BlobKey(d), store.BytesBody(data)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -302,24 +279,23 @@ func TestSweepRechecksWithFewestRequests(t *testing.T) {
 	// 3000 blobs, no manifest: every blob is garbage, re-checked with a
 	// LIST of its shard (the whole prefix: 3 pages) per batch of 500.
 	st, _ := fill(3000)
-	cs := &countingStore{Store: st}
+	cs := storetest.NewSpy(st)
 	pr := gc.New(cs, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit, BatchSize: 500, Now: later})
 	plan, err := pr.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs.stats.Store(0)
-	cs.lists.Store(0)
+	cs.Reset()
 	res, err := pr.Execute(ctx, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Deleted.Objects != 3000 || cs.deletes.Load() != 6 || cs.stats.Load() != 0 {
-		t.Fatalf("deleted %d in %d requests with %d HEADs; want 3000 in 6 and no HEAD", res.Deleted.Objects, cs.deletes.Load(), cs.stats.Load())
+	if res.Deleted.Objects != 3000 || cs.Count(storetest.OpDelete) != 6 || cs.Count(storetest.OpStat) != 0 {
+		t.Fatalf("deleted %d in %d requests with %d HEADs; want 3000 in 6 and no HEAD", res.Deleted.Objects, cs.Count(storetest.OpDelete), cs.Count(storetest.OpStat))
 	}
 	// Per batch, a LIST of the shard and one of the manifests, and a
 	// closing one of the manifests: far fewer than 3000 HEADs.
-	if n := cs.lists.Load(); n != 6+6+1 {
+	if n := cs.Lists(); n != 6+6+1 {
 		t.Fatalf("%d LIST requests to re-check 3000 blobs in 6 batches, want 13", n)
 	}
 
@@ -330,22 +306,22 @@ func TestSweepRechecksWithFewestRequests(t *testing.T) {
 		layers = append(layers, `{"blob":"`+d+`"}`)
 	}
 	m := []byte(`{"layers":[` + strings.Join(layers, ",") + `]}`)
-	if err := st.Put(ctx, l.ManifestKey("main"), bytes.NewReader(m), int64(len(m))); err != nil {
+	if err := st.Put(ctx, l.ManifestKey("main"), store.BytesBody(m)); err != nil {
 		t.Fatal(err)
 	}
-	cs = &countingStore{Store: st}
+	cs = storetest.NewSpy(st)
 	pr = gc.New(cs, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit, Now: later})
 	plan, err = pr.Plan(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs.stats.Store(0)
+	cs.Reset()
 	res, err = pr.Execute(ctx, plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Deleted.Objects != 2 || cs.stats.Load() != 2 || cs.deletes.Load() != 1 {
-		t.Fatalf("deleted %d with %d HEADs in %d requests; want 2 with 2 HEADs in 1", res.Deleted.Objects, cs.stats.Load(), cs.deletes.Load())
+	if res.Deleted.Objects != 2 || cs.Count(storetest.OpStat) != 2 || cs.Count(storetest.OpDelete) != 1 {
+		t.Fatalf("deleted %d with %d HEADs in %d requests; want 2 with 2 HEADs in 1", res.Deleted.Objects, cs.Count(storetest.OpStat), cs.Count(storetest.OpDelete))
 	}
 }
 
@@ -364,7 +340,7 @@ func TestManifestNameEndingInSlashIsLive(t *testing.T) {
 	}
 	put := func(key string, dt []byte) {
 		t.Helper()
-		if err := b.Store.Put(ctx, key, bytes.NewReader(dt), int64(len(dt))); err != nil {
+		if err := b.Store.Put(ctx, key, store.BytesBody(dt)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -395,30 +371,30 @@ func TestManifestNameEndingInSlashIsLive(t *testing.T) {
 	verifyAll(t, b)
 }
 
-// cutListStore fails its failAt-th List (counting from 1) after passing
-// on the first object: a listing that could not be completed.
-type cutListStore struct {
-	store.Store
-	failAt, lists int
-}
+// errTruncated is a listing that could not be completed.
+var errTruncated = errors.New("s3 list: truncated page without a continuation token")
 
-func (c *cutListStore) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
-	c.lists++
-	if c.lists != c.failAt {
-		return c.Store.List(ctx, prefix, fn)
-	}
-	first := true
-	err := c.Store.List(ctx, prefix, func(o store.Object) error {
-		if !first {
-			return errors.New("s3 list: truncated page without a continuation token")
+// cutListing makes st fail its failAt-th listing (counting from 1) after
+// passing on the first object.
+func cutListing(st store.Store, failAt int) *storetest.Spy {
+	spy := storetest.NewSpy(st)
+	var passed int
+	spy.Listed = func(storetest.Op, string, store.Object) error {
+		if spy.Lists() != failAt {
+			return nil
 		}
-		first = false
-		return fn(o)
-	})
-	if err == nil {
-		err = errors.New("s3 list: truncated page without a continuation token")
+		if passed++; passed > 1 {
+			return errTruncated
+		}
+		return nil
 	}
-	return err
+	spy.After = func(op storetest.Op, _ string, err error) error {
+		if (op == storetest.OpList || op == storetest.OpListPage) && spy.Lists() == failAt && err == nil {
+			return errTruncated
+		}
+		return err
+	}
+	return spy
 }
 
 // TestIncompleteListingNeverSweeps checks that a listing that fails at any
@@ -435,18 +411,18 @@ func TestIncompleteListingNeverSweeps(t *testing.T) {
 			for i := range 3 {
 				data := []byte(fmt.Sprint("blob ", i))
 				ds = append(ds, digest.FromBytes(data).String())
-				if err := st.Put(ctx, l.BlobKey(ds[i]), bytes.NewReader(data), int64(len(data))); err != nil {
+				if err := st.Put(ctx, l.BlobKey(ds[i]), store.BytesBody(data)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			m := []byte(`{"layers":[{"blob":"` + ds[0] + `"}]}`)
 			for _, name := range []string{"a", "b"} {
-				if err := st.Put(ctx, l.ManifestKey(name), bytes.NewReader(m), int64(len(m))); err != nil {
+				if err := st.Put(ctx, l.ManifestKey(name), store.BytesBody(m)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			before := objects(t, st)
-			cs := &cutListStore{Store: st, failAt: failAt}
+			cs := cutListing(st, failAt)
 			// Batches of 1 make each batch re-check with a HEAD and
 			// re-mark with a LIST of the manifests.
 			pr := gc.New(cs, l, gc.Options{Grace: 0, KeepStorage: gc.NoLimit, BatchSize: 1, Now: later})
@@ -454,8 +430,8 @@ func TestIncompleteListingNeverSweeps(t *testing.T) {
 			if err == nil {
 				_, err = pr.Execute(ctx, plan)
 			}
-			if cs.lists < failAt {
-				t.Skipf("prune made only %d listings", cs.lists)
+			if cs.Lists() < failAt {
+				t.Skipf("prune made only %d listings", cs.Lists())
 			}
 			if err == nil || !strings.Contains(err.Error(), "truncated page") {
 				t.Fatalf("prune after listing %d was cut short: %v; want its error", failAt, err)
@@ -477,7 +453,7 @@ func TestRefusalEscapesNames(t *testing.T) {
 	st := storetest.NewMemory()
 	for _, name := range []string{"bad\u202egpj.exe", "zero\u200bwidth", "line\nbreak"} {
 		bad := []byte(`{"layers": [`)
-		if err := st.Put(ctx, l.ManifestKey(name), bytes.NewReader(bad), int64(len(bad))); err != nil {
+		if err := st.Put(ctx, l.ManifestKey(name), store.BytesBody(bad)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -522,7 +498,7 @@ func TestPartlyFailedDeleteIsCounted(t *testing.T) {
 	st := storetest.NewMemory()
 	for i := range 3 {
 		data := []byte(fmt.Sprint("blob ", i))
-		if err := st.Put(ctx, l.BlobKey(digest.FromBytes(data).String()), bytes.NewReader(data), int64(len(data))); err != nil {
+		if err := st.Put(ctx, l.BlobKey(digest.FromBytes(data).String()), store.BytesBody(data)); err != nil {
 			t.Fatal(err)
 		}
 	}

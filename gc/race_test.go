@@ -2,7 +2,6 @@ package gc_test
 
 import (
 	"context"
-	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/s3cache/s3cache/inventory"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
 )
 
 // These tests interleave a prune and an export deterministically, pausing
@@ -24,35 +24,14 @@ import (
 // whose manifest is gone, longer ago than prune's grace of 1s; the export
 // writes cache "new" of B (reused) and C (uploaded).
 
-// hookStore calls before(op, key) ahead of every request.
-type hookStore struct {
-	store.Store
-	before func(op, key string)
-}
-
-func (h *hookStore) Stat(ctx context.Context, key string) (store.Object, error) {
-	h.before("stat", key)
-	return h.Store.Stat(ctx, key)
-}
-
-func (h *hookStore) List(ctx context.Context, prefix string, fn func(store.Object) error) error {
-	h.before("list", prefix)
-	return h.Store.List(ctx, prefix, fn)
-}
-
-func (h *hookStore) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
-	h.before("put", key)
-	return h.Store.Put(ctx, key, r, size)
-}
-
-func (h *hookStore) Touch(ctx context.Context, key string, size int64) error {
-	h.before("touch", key)
-	return h.Store.Touch(ctx, key, size)
-}
-
-func (h *hookStore) Delete(ctx context.Context, keys []string) error {
-	h.before("delete", keys[0])
-	return h.Store.Delete(ctx, keys)
+// hooked is st calling before(op, key) ahead of every request.
+func hooked(st store.Store, before func(op storetest.Op, key string)) *storetest.Spy {
+	spy := storetest.NewSpy(st)
+	spy.Before = func(_ context.Context, op storetest.Op, key string) error {
+		before(op, key)
+		return nil
+	}
+	return spy
 }
 
 // gate pauses the first caller of pause until release.
@@ -149,8 +128,8 @@ func (r *raceFixture) checkIntact(t *testing.T) {
 }
 
 // pauseAt returns a hook that pauses at the first request of op on key.
-func pauseAt(g *gate, op, key string) func(string, string) {
-	return func(o, k string) {
+func pauseAt(g *gate, op storetest.Op, key string) func(storetest.Op, string) {
+	return func(o storetest.Op, k string) {
 		if o == op && k == key {
 			g.pause()
 		}
@@ -158,10 +137,10 @@ func pauseAt(g *gate, op, key string) func(string, string) {
 }
 
 // pauseAtNth pauses at the nth request of op on key.
-func pauseAtNth(g *gate, op, key string, n int) func(string, string) {
+func pauseAtNth(g *gate, op storetest.Op, key string, n int) func(storetest.Op, string) {
 	var mu sync.Mutex
 	seen := 0
-	return func(o, k string) {
+	return func(o storetest.Op, k string) {
 		if o != op || k != key {
 			return
 		}
@@ -182,18 +161,18 @@ func TestRacePruneRechecksABlobTouchedAfterThePlan(t *testing.T) {
 	pg, eg := newGate(), newGate()
 	// The re-check is a HEAD per candidate or a LIST of their shard,
 	// whichever is fewer requests; the plan lists only the whole prefix.
-	pst := &hookStore{Store: r.b.Store, before: func(op, key string) {
+	pst := hooked(r.b.Store, func(op storetest.Op, key string) {
 		if op == "stat" && strings.HasPrefix(key, r.b.Layout.BlobsDir()) ||
 			op == "list" && strings.HasPrefix(key, r.b.Layout.BlobsDir()) && key != r.b.Layout.BlobsDir() {
 			pg.pause()
 		}
-	}}
+	})
 	pr := r.prune(pst)
 	pg.wait(t, "the prune to re-check")
 
 	var mu sync.Mutex
 	puts := 0
-	est := &hookStore{Store: r.b.Store, before: func(op, key string) {
+	est := hooked(r.b.Store, func(op storetest.Op, key string) {
 		if op == "put" && key == r.b.Layout.BlobKey(r.x.Digest()) {
 			mu.Lock()
 			puts++
@@ -202,7 +181,7 @@ func TestRacePruneRechecksABlobTouchedAfterThePlan(t *testing.T) {
 		if op == "put" && key == r.b.Layout.ManifestKey("new") {
 			eg.pause()
 		}
-	}}
+	})
 	exp := r.export(t, est, "1s")
 	eg.wait(t, "the export to reach its manifest")
 	close(pg.release)
@@ -225,7 +204,7 @@ func TestRacePruneRechecksABlobTouchedAfterThePlan(t *testing.T) {
 func TestRacePruneSparesABlobAnExportTouched(t *testing.T) {
 	r := newRace(t)
 	g := newGate()
-	exp := r.export(t, &hookStore{Store: r.b.Store, before: pauseAt(g, "put", r.b.Layout.ManifestKey("new"))}, "1s")
+	exp := r.export(t, hooked(r.b.Store, pauseAt(g, "put", r.b.Layout.ManifestKey("new"))), "1s")
 	g.wait(t, "the export to reach its manifest")
 
 	p := wait(t, r.prune(r.b.Store), "prune")
@@ -244,7 +223,7 @@ func TestRacePruneSparesABlobAnExportTouched(t *testing.T) {
 func TestRaceExportUploadsABlobDeletedBeforeItsTouch(t *testing.T) {
 	r := newRace(t)
 	g := newGate()
-	exp := r.export(t, &hookStore{Store: r.b.Store, before: pauseAt(g, "touch", r.b.Layout.BlobKey(r.x.Digest()))}, "1s")
+	exp := r.export(t, hooked(r.b.Store, pauseAt(g, "touch", r.b.Layout.BlobKey(r.x.Digest()))), "1s")
 	g.wait(t, "the export to touch B")
 
 	p := wait(t, r.prune(r.b.Store), "prune")
@@ -266,11 +245,11 @@ func TestRaceExportRechecksABlobDeletedAfterItsTouch(t *testing.T) {
 	pg, eg := newGate(), newGate()
 	// The prune lists the manifests once to plan, then again to re-mark
 	// after re-checking the batch: pause there.
-	pst := &hookStore{Store: r.b.Store, before: pauseAtNth(pg, "list", r.b.Layout.ManifestsDir(), 2)}
+	pst := hooked(r.b.Store, pauseAtNth(pg, "list", r.b.Layout.ManifestsDir(), 2))
 	pr := r.prune(pst)
 	pg.wait(t, "the prune to re-mark")
 
-	exp := r.export(t, &hookStore{Store: r.b.Store, before: pauseAt(eg, "put", r.b.Layout.ManifestKey("new"))}, "1s")
+	exp := r.export(t, hooked(r.b.Store, pauseAt(eg, "put", r.b.Layout.ManifestKey("new"))), "1s")
 	eg.wait(t, "the export to reach its manifest")
 	close(pg.release)
 	p := wait(t, pr, "prune")
@@ -290,7 +269,7 @@ func TestRaceExportRechecksABlobDeletedAfterItsTouch(t *testing.T) {
 func TestRacePruneRemarksAManifestWrittenMeanwhile(t *testing.T) {
 	r := newRace(t)
 	pg := newGate()
-	pst := &hookStore{Store: r.b.Store, before: pauseAtNth(pg, "list", r.b.Layout.ManifestsDir(), 2)}
+	pst := hooked(r.b.Store, pauseAtNth(pg, "list", r.b.Layout.ManifestsDir(), 2))
 	pr := r.prune(pst)
 	pg.wait(t, "the prune to re-mark")
 
@@ -312,11 +291,11 @@ func TestRacePruneReportsAnExportInsideItsLastWindow(t *testing.T) {
 	r := newRace(t)
 	pg := newGate()
 	// The prune drops no cache: its first delete is the batch of A and B.
-	pst := &hookStore{Store: r.b.Store, before: func(op, _ string) {
+	pst := hooked(r.b.Store, func(op storetest.Op, _ string) {
 		if op == "delete" {
 			pg.pause()
 		}
-	}}
+	})
 	pr := r.prune(pst)
 	pg.wait(t, "the prune to delete")
 
@@ -349,7 +328,7 @@ func TestRaceExportRechecksABlobItUploaded(t *testing.T) {
 	var late atomic.Bool
 	opts := backend.Options{
 		NewStore: func(context.Context, spec.Config) (store.Store, error) {
-			return &hookStore{Store: b.Store, before: pauseAt(g, "put", b.Layout.ManifestKey("new"))}, nil
+			return hooked(b.Store, pauseAt(g, "put", b.Layout.ManifestKey("new"))), nil
 		},
 		Now: func() time.Time {
 			if late.Load() {

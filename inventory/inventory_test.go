@@ -35,7 +35,7 @@ func twoCaches(t *testing.T, b *cachetest.Bucket) []cachetest.Layer {
 
 func put(t *testing.T, st store.Store, key string, data []byte) {
 	t.Helper()
-	if err := st.Put(context.Background(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(context.Background(), key, store.BytesBody(data)); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }

@@ -13,27 +13,10 @@ import (
 // not cover.
 const unsignedPayload = "UNSIGNED-PAYLOAD"
 
-type contentDigestKey struct{}
-
-// WithContentDigest tells Put that the bytes it stores have digest
-// ("sha256:<hex>"; other forms are ignored), as a content-addressed blob
-// does. Over plain HTTP the SDK hashes every uploaded byte for the
-// signature, a pass over the data before the first byte is sent (over
-// HTTPS it sends UNSIGNED-PAYLOAD instead). With the digest known, neither
-// is needed:
-//   - an object sent in one PUT is signed with the digest as its payload
-//     hash: the client hashes nothing and the server still checks every
-//     byte against it, refusing a body that does not match;
-//   - a part of a multipart upload is sent UNSIGNED-PAYLOAD, as over HTTPS,
-//     since whoever reads the object checks it against its digest.
-func WithContentDigest(ctx context.Context, digest string) context.Context {
-	return context.WithValue(ctx, contentDigestKey{}, digest)
-}
-
 // payloadHash is the SigV4 payload hash for a PUT of the bytes [off,
-// off+n) of an object of size bytes, or "" to let the SDK choose.
-func payloadHash(ctx context.Context, off, n, size int64) string {
-	digest, _ := ctx.Value(contentDigestKey{}).(string)
+// off+n) of an object of size bytes and digest (see Body.Digest), or "" to
+// let the SDK choose.
+func payloadHash(digest string, off, n, size int64) string {
 	hexDigits, ok := strings.CutPrefix(digest, "sha256:")
 	if !ok || len(hexDigits) != 64 || !isLowerHex(hexDigits) {
 		return ""

@@ -31,13 +31,13 @@ func TestPutWithContentDigest(t *testing.T) {
 	}
 	smallDigest, smallHex := digestOf(small)
 	largeDigest, _ := digestOf(large)
-	if err := st.Put(store.WithContentDigest(ctx, smallDigest), "blobs/"+smallDigest, bytes.NewReader(small), int64(len(small))); err != nil {
+	if err := st.Put(ctx, "blobs/"+smallDigest, digested(small, smallDigest)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(store.WithContentDigest(ctx, largeDigest), "blobs/"+largeDigest, bytes.NewReader(large), int64(len(large))); err != nil {
+	if err := st.Put(ctx, "blobs/"+largeDigest, digested(large, largeDigest)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(ctx, "manifests/main", bytes.NewReader(small), int64(len(small))); err != nil {
+	if err := st.Put(ctx, "manifests/main", store.BytesBody(small)); err != nil {
 		t.Fatal(err)
 	}
 	var sawSmall, sawManifest bool
@@ -84,6 +84,13 @@ func TestPutWithContentDigest(t *testing.T) {
 	}
 }
 
+// digested is a body of b said to have digest.
+func digested(b []byte, digest string) store.Body {
+	body := store.BytesBody(b)
+	body.Digest = digest
+	return body
+}
+
 // The server refuses a single PUT whose bytes do not match the digest it
 // was said to have: a damaged local blob is never published under its name.
 func TestPutWithWrongContentDigestFails(t *testing.T) {
@@ -93,7 +100,7 @@ func TestPutWithWrongContentDigestFails(t *testing.T) {
 	data := storetest.Data(1000, 5)
 	sum := sha256.Sum256([]byte("other bytes"))
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	if err := st.Put(store.WithContentDigest(ctx, digest), "blobs/"+digest, bytes.NewReader(data), int64(len(data))); err == nil {
+	if err := st.Put(ctx, "blobs/"+digest, digested(data, digest)); err == nil {
 		t.Fatal("PUT of bytes that do not match the digest succeeded")
 	}
 	if _, err := st.Stat(ctx, "blobs/"+digest); err == nil {

@@ -9,36 +9,38 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// Put stores size bytes of r under key: one PutObject below the multipart
-// threshold, else a multipart upload with parts in parallel. Bodies are
-// sections of r, which are seekable, so the SDK signs them instead of
+// Put stores body under key: one PutObject below the multipart threshold,
+// else a multipart upload with parts in parallel. Request bodies are
+// sections of body.R, which are seekable, so the SDK signs them instead of
 // streaming them with aws-chunked encoding, and nothing is held in memory.
-// Bytes of a known digest are signed without hashing them (WithContentDigest).
-func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
+// A known digest signs the bytes without hashing them, and a file is sent
+// with sendfile (see Body).
+func (s *S3) Put(ctx context.Context, key string, body Body) error {
+	size := body.Size
 	if size < 0 {
 		return fmt.Errorf("s3 put %s: negative size %d", key, size)
 	}
 	if size < s.opts.MultipartThreshold {
-		_, err := s.client.PutObject(withFileSection(ctx, r, 0, size), &s3.PutObjectInput{
+		_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:        &s.bucket,
 			Key:           &key,
-			Body:          io.NewSectionReader(r, 0, size),
+			Body:          io.NewSectionReader(body.R, 0, size),
 			ContentLength: aws.Int64(size),
-		}, withPayloadHash(payloadHash(ctx, 0, size, size))...)
+		}, putOptions(body, 0, size)...)
 		if err != nil {
 			return s.wrapErr("put", key, err)
 		}
 		return nil
 	}
 	err := s.multipart(ctx, key, size, s.opts.PartSize, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
-		out, err := s.client.UploadPart(withFileSection(ctx, r, off, n), &s3.UploadPartInput{
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket:        &s.bucket,
 			Key:           &key,
 			UploadId:      upload,
 			PartNumber:    aws.Int32(part),
-			Body:          io.NewSectionReader(r, off, n),
+			Body:          io.NewSectionReader(body.R, off, n),
 			ContentLength: aws.Int64(n),
-		}, withPayloadHash(payloadHash(ctx, off, n, size))...)
+		}, putOptions(body, off, n)...)
 		if err != nil {
 			return nil, err
 		}
@@ -48,4 +50,10 @@ func (s *S3) Put(ctx context.Context, key string, r io.ReaderAt, size int64) err
 		return s.wrapErr("put", key, err)
 	}
 	return nil
+}
+
+// putOptions are the per-request options for sending bytes [off, off+n)
+// of body: its payload hash, and its file for sendfile.
+func putOptions(body Body, off, n int64) []func(*s3.Options) {
+	return append(withPayloadHash(payloadHash(body.Digest, off, n, body.Size)), withSendfile(body.File, off, n)...)
 }

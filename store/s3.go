@@ -79,8 +79,6 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 			o.BaseEndpoint = aws.String(cfg.EndpointURL)
 		}
 		o.UsePathStyle = cfg.UsePathStyle
-		// Last, so that it wraps the client chosen above.
-		o.HTTPClient = sendfileClient{next: o.HTTPClient}
 		if opts.RetryMaxBackoff > 0 {
 			o.Retryer = retry.AddWithMaxBackoffDelay(o.Retryer, opts.RetryMaxBackoff)
 		}

@@ -70,10 +70,10 @@ func testRequestHygiene(t *testing.T, tls bool) {
 	ctx := testCtx(t)
 
 	small, large := storetest.Data(1000, 1), storetest.Data(11*mib, 2)
-	if err := st.Put(ctx, "small", bytes.NewReader(small), int64(len(small))); err != nil {
+	if err := st.Put(ctx, "small", store.BytesBody(small)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(ctx, "large", bytes.NewReader(large), int64(len(large))); err != nil {
+	if err := st.Put(ctx, "large", store.BytesBody(large)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,7 +122,7 @@ func TestPartsShareTheBytesEvenly(t *testing.T) {
 	ctx := testCtx(t)
 
 	data := storetest.Data(12*mib+1, 6)
-	if err := st.Put(ctx, "blob", bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(ctx, "blob", store.BytesBody(data)); err != nil {
 		t.Fatal(err)
 	}
 	var sizes []string
@@ -157,7 +157,7 @@ func TestTouchMultipartCopy(t *testing.T) {
 
 	key := st.Layout().BlobKey("sha256:0123456789abcdef")
 	data := storetest.Data(12*mib+5, 3)
-	if err := st.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(ctx, key, store.BytesBody(data)); err != nil {
 		t.Fatal(err)
 	}
 	before, err := st.Stat(ctx, key)
@@ -209,7 +209,7 @@ func TestTouchOddKeys(t *testing.T) {
 		"trailing/",
 	} {
 		data := []byte("data of " + key)
-		if err := st.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		if err := st.Put(ctx, key, store.BytesBody(data)); err != nil {
 			t.Fatalf("put %q: %v", key, err)
 		}
 		if err := st.Touch(ctx, key, int64(len(data))); err != nil {
@@ -231,14 +231,14 @@ func TestFailedMultipartAborts(t *testing.T) {
 
 	size := int64(16 * mib)
 	failing := failAfter{bytes.NewReader(storetest.Data(size, 4)), 11 * mib}
-	err := st.Put(ctx, "failed", failing, size)
+	err := st.Put(ctx, "failed", store.NewBody(failing, size))
 	if err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Fatalf("put from a failing reader: err = %v, want an error naming the key", err)
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	slow := &cancelAt{r: bytes.NewReader(storetest.Data(size, 5)), at: 6 * mib, cancel: cancel}
-	if err := st.Put(cctx, "canceled", slow, size); !errors.Is(err, context.Canceled) {
+	if err := st.Put(cctx, "canceled", store.NewBody(slow, size)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("put canceled midway: err = %v, want context.Canceled", err)
 	}
 
@@ -303,7 +303,7 @@ func TestErrorsNameKeyNotSecret(t *testing.T) {
 	cfg.SessionToken = "token-do-not-print"
 	bad := newStore(t, cfg, smallOptions())
 	for _, secret := range []string{cfg.SecretAccessKey, cfg.SessionToken} {
-		check("put with a wrong secret", bad.Put(ctx, "k/put", strings.NewReader("x"), 1), "k/put", secret)
+		check("put with a wrong secret", bad.Put(ctx, "k/put", store.BytesBody([]byte("x"))), "k/put", secret)
 		_, err = bad.Get(ctx, "k/get", 0, -1)
 		check("get with a wrong secret", err, "k/get", secret)
 		check("list with a wrong secret", bad.List(ctx, "k/list", func(store.Object) error { return nil }), "k/list", secret)
@@ -314,7 +314,7 @@ func TestMissingBucket(t *testing.T) {
 	srv := miniotest.Shared(t)
 	st := newStore(t, testConfig(srv, "no-such-bucket-here", ""), smallOptions())
 	ctx := testCtx(t)
-	err := st.Put(ctx, "k", strings.NewReader("x"), 1)
+	err := st.Put(ctx, "k", store.BytesBody([]byte("x")))
 	if !errors.Is(err, store.ErrNotFound) || !errors.Is(err, store.ErrBucketNotFound) || !strings.Contains(err.Error(), `bucket "no-such-bucket-here" does not exist`) {
 		t.Errorf("put: err = %v, want ErrNotFound and ErrBucketNotFound naming the bucket", err)
 	}
@@ -338,7 +338,7 @@ func TestReadAllLimit(t *testing.T) {
 	st := newStore(t, testConfig(srv, srv.Bucket(t), ""), smallOptions())
 	ctx := testCtx(t)
 	data := storetest.Data(100, 6)
-	if err := st.Put(ctx, "manifests/m", bytes.NewReader(data), 100); err != nil {
+	if err := st.Put(ctx, "manifests/m", store.NewBody(bytes.NewReader(data), 100)); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := store.ReadAll(ctx, st, "manifests/m", 100); err != nil || !bytes.Equal(got, data) {
@@ -381,7 +381,7 @@ func TestDisableAcceptEncoding(t *testing.T) {
 		cfg.DisableAcceptEncoding = disable
 		st := newStore(t, cfg, smallOptions())
 		ctx := testCtx(t)
-		if err := st.Put(ctx, "k", strings.NewReader("abc"), 3); err != nil {
+		if err := st.Put(ctx, "k", store.BytesBody([]byte("abc"))); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := store.ReadAll(ctx, st, "k", 3); err != nil || string(got) != "abc" {
@@ -408,7 +408,7 @@ func TestListRefusesAnIncompleteListing(t *testing.T) {
 	for i := range 7 {
 		key := fmt.Sprintf("m/%d", i)
 		want = append(want, key)
-		if err := direct.Put(ctx, key, strings.NewReader("x"), 1); err != nil {
+		if err := direct.Put(ctx, key, store.BytesBody([]byte("x"))); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -9,17 +8,15 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// An upload whose source is an *os.File is sent with sendfile(2) over plain
-// HTTP: the kernel hands page-cache pages to the socket, where the SDK's
-// body would copy every byte into the process and back out, 32 KiB per
-// system call. On a machine shared with the bucket (MinIO beside the
-// build) that CPU is the bucket's. HTTPS, or any source that is not a
-// regular file, keeps the SDK's body.
-
-type fileSectionKey struct{}
+// An upload whose body has a file (Body.File) is sent with sendfile(2)
+// over plain HTTP: the kernel hands page-cache pages to the socket, where
+// the SDK's body would copy every byte into the process and back out,
+// 32 KiB per system call. On a machine shared with the bucket (MinIO
+// beside the build) that CPU is the bucket's. HTTPS, or a file that is not
+// a regular file, keeps the SDK's body.
 
 // fileSection is bytes [off, off+n) of f.
 type fileSection struct {
@@ -27,27 +24,32 @@ type fileSection struct {
 	off, n int64
 }
 
-// withFileSection marks ctx's request body as bytes [off, off+n) of r when
-// r is an *os.File.
-func withFileSection(ctx context.Context, r io.ReaderAt, off, n int64) context.Context {
-	f, ok := r.(*os.File)
-	if !ok || n <= 0 {
-		return ctx
+// withSendfile is the per-request option that sends the request's body,
+// bytes [off, off+n) of f, with sendfile: it wraps the client's HTTP client
+// for this request only. A nil f changes nothing.
+func withSendfile(f *os.File, off, n int64) []func(*s3.Options) {
+	if f == nil || n <= 0 {
+		return nil
 	}
-	return context.WithValue(ctx, fileSectionKey{}, fileSection{f: f, off: off, n: n})
+	sec := fileSection{f: f, off: off, n: n}
+	return []func(*s3.Options){func(o *s3.Options) {
+		o.HTTPClient = sendfileClient{next: o.HTTPClient, sec: sec}
+	}}
 }
 
-// sendfileClient hands the transport a body it can send with sendfile for
-// requests marked by withFileSection.
-type sendfileClient struct{ next aws.HTTPClient }
+// sendfileClient hands the transport a body it can send with sendfile,
+// the file section sec.
+type sendfileClient struct {
+	next s3.HTTPClient
+	sec  fileSection
+}
 
 func (c sendfileClient) Do(req *http.Request) (*http.Response, error) {
-	sec, ok := req.Context().Value(fileSectionKey{}).(fileSection)
 	// The section must be the whole body: not aws-chunked, not re-encoded.
-	if !ok || req.URL.Scheme != "http" || req.ContentLength != sec.n || req.Header.Get("Content-Encoding") != "" {
+	if req.URL.Scheme != "http" || req.ContentLength != c.sec.n || req.Header.Get("Content-Encoding") != "" {
 		return c.next.Do(req)
 	}
-	part, err := sec.open()
+	part, err := c.sec.open()
 	if err != nil {
 		return c.next.Do(req) // the SDK's body still reads the file
 	}

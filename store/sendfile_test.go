@@ -47,7 +47,9 @@ func TestPutFromFile(t *testing.T) {
 			if _, err := f.Seek(int64(size/3), io.SeekStart); err != nil {
 				t.Fatal(err)
 			}
-			err = st.Put(store.WithContentDigest(ctx, dgst), "blobs/"+dgst, f, int64(size))
+			put := store.FileBody(f, int64(size))
+			put.Digest = dgst
+			err = st.Put(ctx, "blobs/"+dgst, put)
 			f.Close()
 			if err != nil {
 				t.Fatalf("put %d bytes from a file (proxy %v): %v", size, viaProxy, err)

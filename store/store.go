@@ -33,9 +33,14 @@ type Store interface {
 	Stat(ctx context.Context, key string) (Object, error)
 	// List calls fn for every object whose key starts with prefix, in key order.
 	List(ctx context.Context, prefix string, fn func(Object) error) error
-	// Put stores size bytes read from r under key; large objects are
-	// uploaded as multipart, parts in parallel.
-	Put(ctx context.Context, key string, r io.ReaderAt, size int64) error
+	// ListPage returns up to limit objects whose key starts with prefix, in
+	// key order, from where token left off (empty: the start), and the token
+	// of the next page (empty: this was the last): a caller that may stop
+	// early need not pay for a full page.
+	ListPage(ctx context.Context, prefix, token string, limit int) (objs []Object, next string, err error)
+	// Put stores body under key; large objects are uploaded as multipart,
+	// parts in parallel.
+	Put(ctx context.Context, key string, body Body) error
 	// Get reads length bytes from offset (length < 0: to the end).
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 	// Touch refreshes the object's modification time with a server-side copy
@@ -43,15 +48,6 @@ type Store interface {
 	Touch(ctx context.Context, key string, size int64) error
 	// Delete removes the keys, in batches; missing keys are not an error.
 	Delete(ctx context.Context, keys []string) error
-}
-
-// PageLister is a Store that also lists a page at a time, of a size the
-// caller chooses: a caller that may stop early need not pay for a full page.
-type PageLister interface {
-	// ListPage returns up to limit objects whose key starts with prefix, in
-	// key order, from where token left off (empty: the start), and the token
-	// of the next page (empty: this was the last).
-	ListPage(ctx context.Context, prefix, token string, limit int) (objs []Object, next string, err error)
 }
 
 // Layout maps blobs and manifests to keys: <prefix><blobs_prefix><digest> and

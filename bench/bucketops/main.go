@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -150,7 +149,7 @@ func run(nCaches, nBase, perBase, nOwn, nOrphans, size int) error {
 	eg.SetLimit(64)
 	for _, layer := range all {
 		eg.Go(func() error {
-			return st.Put(gctx, l.BlobKey(layer.Digest()), bytes.NewReader(layer.Data), int64(len(layer.Data)))
+			return st.Put(gctx, l.BlobKey(layer.Digest()), store.BytesBody(layer.Data))
 		})
 	}
 	if err := eg.Wait(); err != nil {

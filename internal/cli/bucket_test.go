@@ -14,6 +14,7 @@ import (
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
 	"github.com/s3cache/s3cache/inventory"
+	"github.com/s3cache/s3cache/store"
 )
 
 // run runs the s3cache command line and returns stdout, stderr and the error.
@@ -136,7 +137,7 @@ func TestBucketCommandUsageErrors(t *testing.T) {
 // with specs carrying secrets, and looks for them in everything printed.
 func TestNoSecretInAnyOutput(t *testing.T) {
 	b, _ := newBucket(t)
-	if err := b.Store.Put(context.Background(), b.Layout.ManifestKey("bad"), strings.NewReader("{"), 1); err != nil {
+	if err := b.Store.Put(context.Background(), b.Layout.ManifestKey("bad"), store.BytesBody([]byte("{"))); err != nil {
 		t.Fatal(err)
 	}
 	const plantedSecret, plantedToken = "PLANTEDsecretKEY0123456789", "PLANTEDsessionTOKEN0123456789"

@@ -25,10 +25,7 @@ type memObject struct {
 	mod  time.Time
 }
 
-var (
-	_ store.Store      = (*Memory)(nil)
-	_ store.PageLister = (*Memory)(nil)
-)
+var _ store.Store = (*Memory)(nil)
 
 // NewMemory returns an empty Memory store.
 func NewMemory() *Memory { return &Memory{objs: map[string]memObject{}} }
@@ -97,11 +94,11 @@ func (m *Memory) ListPage(ctx context.Context, prefix, token string, limit int) 
 
 var errPageFull = errors.New("page full")
 
-func (m *Memory) Put(ctx context.Context, key string, r io.ReaderAt, size int64) error {
+func (m *Memory) Put(ctx context.Context, key string, body store.Body) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory put %s: %w", key, err)
 	}
-	data, err := io.ReadAll(io.NewSectionReader(r, 0, size))
+	data, err := io.ReadAll(io.NewSectionReader(body.R, 0, body.Size))
 	if err != nil {
 		return fmt.Errorf("memory put %s: %w", key, err)
 	}

@@ -75,7 +75,7 @@ func ctxT(t *testing.T) context.Context {
 
 func put(t *testing.T, st store.Store, key string, data []byte) {
 	t.Helper()
-	if err := st.Put(ctxT(t), key, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := st.Put(ctxT(t), key, store.BytesBody(data)); err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
 }
@@ -208,13 +208,9 @@ func testList(t *testing.T, st store.Store) {
 	}
 }
 
-// testListPage pages through a listing in pages of several sizes, where
-// the store is a store.PageLister.
+// testListPage pages through a listing in pages of several sizes.
 func testListPage(t *testing.T, st store.Store) {
-	pl, ok := st.(store.PageLister)
-	if !ok {
-		t.Skip("not a store.PageLister")
-	}
+	pl := st
 	var want []string
 	for i := range 7 {
 		k := fmt.Sprintf("p/%02d", i)
@@ -301,7 +297,7 @@ func testFailedPut(t *testing.T, st store.Store, large int64) {
 	put(t, st, key, old)
 	for _, size := range []int64{1000, large} {
 		r := failingReader{bytes.NewReader(Data(size, 8)), size - size/3}
-		if err := st.Put(ctxT(t), key, r, size); err == nil {
+		if err := st.Put(ctxT(t), key, store.NewBody(r, size)); err == nil {
 			t.Fatalf("put of %d bytes from a failing reader succeeded", size)
 		}
 		equal(t, fmt.Sprintf("get after the failed put of %d bytes", size), get(t, st, key, 0, -1), old)
@@ -387,9 +383,9 @@ func testCanceled(t *testing.T, st store.Store, large int64) {
 	_, err = st.Get(ctx, key, 0, -1)
 	check("get", err)
 	check("list", st.List(ctx, "", func(store.Object) error { return nil }))
-	check("put", st.Put(ctx, blobKey(12), bytes.NewReader(data), 100))
+	check("put", st.Put(ctx, blobKey(12), store.NewBody(bytes.NewReader(data), 100)))
 	big := Data(large, 13)
-	check("large put", st.Put(ctx, blobKey(13), bytes.NewReader(big), large))
+	check("large put", st.Put(ctx, blobKey(13), store.NewBody(bytes.NewReader(big), large)))
 	check("touch", st.Touch(ctx, key, 100))
 	check("delete", st.Delete(ctx, []string{key}))
 	// Nothing above may have taken effect.
