@@ -31,10 +31,16 @@ type MergeOptions struct {
 	// Limits, when exceeded, drop the oldest results (of either side)
 	// until the config fits.
 	Limits Limits
+	// Missing are blobs no longer in the bucket: the layers on them, and
+	// on them as an ancestor, are dropped with the results that name them,
+	// so a merged manifest names no blob that is gone. Only existing's
+	// layers should be listed: this export has just uploaded its own.
+	Missing map[digest.Digest]bool
 }
 
 // MergeReport says what Merge dropped.
 type MergeReport struct {
+	Gone     int // results on a blob in Missing
 	Expired  int // results of existing older than the keep
 	Oversize int // results dropped, oldest first, to fit the limits
 	Records  int // records dropped because nothing reaches them any more
@@ -45,7 +51,7 @@ type MergeReport struct {
 
 // Dropped reports whether the merge dropped anything.
 func (r MergeReport) Dropped() bool {
-	return r.Expired+r.Oversize+r.Records+r.Layers > 0
+	return r.Gone+r.Expired+r.Oversize+r.Records+r.Layers > 0
 }
 
 // Merge returns the union of two cache configs: own (what this export
@@ -92,11 +98,12 @@ type mergedResult struct {
 	chained bool
 	at      time.Time
 	own     bool
+	gone    bool // on a missing blob
 	expired bool // by the keep
 	cut     bool // by the limits
 }
 
-func (r *mergedResult) dropped() bool { return r.expired || r.cut }
+func (r *mergedResult) dropped() bool { return r.gone || r.expired || r.cut }
 
 type mergedRecord struct {
 	dgst       digest.Digest
@@ -342,12 +349,28 @@ func recordOrder(records []cacheimporttypes.CacheRecord) ([]int, error) {
 func (m *merger) finish(opts MergeOptions) (cacheimporttypes.CacheConfig, MergeReport, error) {
 	var rep MergeReport
 	collect := false
+	if len(opts.Missing) > 0 {
+		// Parents come before their children.
+		broken := make([]bool, len(m.layers))
+		for i, l := range m.layers {
+			broken[i] = opts.Missing[l.blob] || (l.parent != -1 && broken[l.parent])
+		}
+		for _, rec := range m.records {
+			for _, r := range rec.results {
+				if slices.ContainsFunc(r.layers, func(l int) bool { return broken[l] }) {
+					r.gone = true
+					rep.Gone++
+					collect = true
+				}
+			}
+		}
+	}
 	if opts.Keep > 0 {
 		collect = true
 		cutoff := opts.Now.Add(-opts.Keep)
 		for _, rec := range m.records {
 			for _, r := range rec.results {
-				if !r.own && r.at.Before(cutoff) {
+				if !r.own && !r.dropped() && r.at.Before(cutoff) {
 					r.expired = true
 					rep.Expired++
 				}

@@ -54,6 +54,23 @@ func FuzzMerge(f *testing.F) {
 			if fits, err := lim.fit(out); err != nil || !fits {
 				t.Fatalf("merged config exceeds %+v: %d layers, %d records (%v)", lim, len(out.Layers), len(out.Records), err)
 			}
+			if len(p[1].Layers) > 0 {
+				gone := p[1].Layers[len(p[1].Layers)/2].Blob
+				out, _, err = Merge(p[0], p[1], MergeOptions{Missing: map[digest.Digest]bool{gone: true}})
+				if err != nil {
+					t.Fatalf("merge with a blob gone: %v", err)
+				}
+				requireParses(t, out)
+				for _, rec := range out.Records {
+					for _, res := range rec.Results {
+						for l := res.LayerIndex; l != -1; l = out.Layers[l].ParentIndex {
+							if out.Layers[l].Blob == gone {
+								t.Fatalf("a result still names the gone blob %s", gone)
+							}
+						}
+					}
+				}
+			}
 		}
 	})
 }

@@ -388,6 +388,15 @@ func TestMergeKeepDropsOldMergedInResults(t *testing.T) {
 	if rep.Dropped() || !setsOf(out).equal(setsOf(own).union(setsOf(existing))) {
 		t.Fatalf("merge without a keep dropped something: %+v", rep)
 	}
+	// A blob gone from the bucket takes every layer on it, as blob or
+	// ancestor, and every result naming one; then what only they needed.
+	out, rep = mustMerge(t, own, existing, MergeOptions{Missing: map[digest.Digest]bool{blob("base"): true}})
+	if !setsOf(out).equal(setsOf(own)) {
+		t.Fatalf("with the base blob gone, got:\n%v\nwant this export's alone:\n%v", setsOf(out), setsOf(own))
+	}
+	if rep.Gone != 4 || rep.Records != 5 || rep.Layers != 3 {
+		t.Fatalf("report %+v, want 4 results gone, 5 records and 3 layers dropped", rep)
+	}
 }
 
 // A merge over the limits drops the oldest results first, then what only
