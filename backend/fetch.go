@@ -68,130 +68,157 @@ type chunkResult struct {
 // on top of the blob reader's own resuming, which stalls every step of a
 // bucket that keeps failing before the step can run instead.
 func (w *verifyingWorker) fetch(ctx context.Context, provider content.Provider, missing []ocispecs.Descriptor) error {
-	cs := w.ContentStore()
 	eg, ctx := errgroup.WithContext(ctx)
-	window := make(chan struct{}, fetchWindow)
-	streams := make(chan struct{}, fetchParallelism)
-	buffers := make(chan []byte, fetchWindow)
-	acquire := func(sem chan struct{}) error {
-		select {
-		case sem <- struct{}{}:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	f := &fetcher{
+		cs:       w.ContentStore(),
+		provider: provider,
+		ctx:      ctx,
+		eg:       eg,
+		window:   make(chan struct{}, fetchWindow),
+		streams:  make(chan struct{}, fetchParallelism),
+		buffers:  make(chan []byte, fetchWindow),
 	}
-	buffer := func(n int64) []byte {
-		select {
-		case b := <-buffers:
-			return b[:n]
-		default:
-			return make([]byte, n, fetchChunk)
-		}
-	}
-	// start opens a blob's reader and starts the writer that takes its
-	// chunks in order.
-	start := func(desc ocispecs.Descriptor) (*blobFetch, error) {
-		if desc.Size < 0 {
-			// The importer drops such layers; no descriptor may make
-			// a buffer of negative length.
-			return nil, fmt.Errorf("fetch blob %s: invalid size %d", desc.Digest, desc.Size)
-		}
-		if err := desc.Digest.Validate(); err != nil {
-			// The content store checks a commit against the digest only
-			// when there is one: without, any bytes would do.
-			return nil, fmt.Errorf("fetch blob %q: %w", desc.Digest, err)
-		}
-		// The content store checks the digest as it commits: the blob
-		// reader need not hash the bytes a second time.
-		ra, err := provider.ReaderAt(withDigestCheckedByConsumer(ctx), desc)
-		if err != nil {
-			return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-		}
-		// The blob shows its bytes under the step being loaded, as
-		// BuildKit's own pulls do, polled from the content store's ingest
-		// until the reader is closed.
-		tracked, err := (&pullprogress.ProviderWithProgress{Provider: openedBlob{ra}, Manager: cs}).ReaderAt(ctx, desc)
-		if err != nil {
-			ra.Close()
-			return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
-		}
-		// Requested chunks not yet written hold a window slot each, so
-		// order never holds more than fetchWindow.
-		b := &blobFetch{desc: desc, ra: ra, chunks: chunkCount(desc.Size), order: make(chan chan chunkResult, fetchWindow)}
-		eg.Go(func() error {
-			defer tracked.Close()
-			err := w.writeBlob(ctx, b, func(buf []byte) {
-				select {
-				case buffers <- buf:
-				default: // the pool is full: let it go
-				}
-				<-window
-			})
+	eg.Go(func() error { return f.run(missing) })
+	return eg.Wait()
+}
+
+// fetcher is one call of fetch. It holds the call's context, that of its
+// errgroup, which every goroutine of the fetch shares and which ends with
+// the call.
+type fetcher struct {
+	cs       content.Store
+	provider content.Provider
+	ctx      context.Context
+	eg       *errgroup.Group
+	window   chan struct{} // a slot per chunk requested and not yet written
+	streams  chan struct{} // a slot per GET in flight
+	buffers  chan []byte   // chunk buffers written and free again
+}
+
+// run lets up to fetchParallelism blobs take turns, a chunk each: each has
+// its own writer, whose hashing and copying into the content store would
+// bound the load if the blobs went one after another, while a blob fetched
+// alone still gets every stream.
+func (f *fetcher) run(missing []ocispecs.Descriptor) error {
+	var active []*blobFetch
+	for next := 0; ; {
+		for len(active) < fetchParallelism && next < len(missing) {
+			b, err := f.start(missing[next])
 			if err != nil {
-				return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+				return err
 			}
+			active = append(active, b)
+			next++
+		}
+		if len(active) == 0 {
 			return nil
-		})
-		return b, nil
-	}
-	// request starts the GET of b's next chunk.
-	request := func(b *blobFetch) error {
-		if err := acquire(window); err != nil {
-			return err
 		}
-		if err := acquire(streams); err != nil {
-			<-window
-			return err
-		}
-		ch := make(chan chunkResult, 1)
-		off := b.requested * fetchChunk
-		b.requested++
-		b.order <- ch
-		buf := buffer(min(fetchChunk, b.desc.Size-off))
-		eg.Go(func() error {
-			defer func() { <-streams }()
-			_, err := readRange(b.ra, buf, off)
-			ch <- chunkResult{buf: buf, err: err}
-			return nil // the blob's writer reports it
-		})
-		return nil
-	}
-	// Up to fetchParallelism blobs take turns, a chunk each: each has its
-	// own writer, whose hashing and copying into the content store would
-	// bound the load if the blobs went one after another, while a blob
-	// fetched alone still gets every stream.
-	eg.Go(func() error {
-		var active []*blobFetch
-		for next := 0; ; {
-			for len(active) < fetchParallelism && next < len(missing) {
-				b, err := start(missing[next])
-				if err != nil {
+		for i := 0; i < len(active); {
+			b := active[i]
+			if !b.stopped.Load() {
+				if err := f.request(b); err != nil {
 					return err
 				}
-				active = append(active, b)
-				next++
 			}
-			if len(active) == 0 {
-				return nil
-			}
-			for i := 0; i < len(active); {
-				b := active[i]
-				if !b.stopped.Load() {
-					if err := request(b); err != nil {
-						return err
-					}
-				}
-				if b.stopped.Load() || b.requested == b.chunks {
-					close(b.order)
-					active = append(active[:i], active[i+1:]...)
-				} else {
-					i++
-				}
+			if b.stopped.Load() || b.requested == b.chunks {
+				close(b.order)
+				active = append(active[:i], active[i+1:]...)
+			} else {
+				i++
 			}
 		}
+	}
+}
+
+func (f *fetcher) acquire(sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-f.ctx.Done():
+		return f.ctx.Err()
+	}
+}
+
+// buffer is a chunk buffer of n bytes, a written chunk's when one is free.
+func (f *fetcher) buffer(n int64) []byte {
+	select {
+	case b := <-f.buffers:
+		return b[:n]
+	default:
+		return make([]byte, n, fetchChunk)
+	}
+}
+
+// written gives back a written chunk's buffer and window slot.
+func (f *fetcher) written(buf []byte) {
+	select {
+	case f.buffers <- buf:
+	default: // the pool is full: let it go
+	}
+	<-f.window
+}
+
+// start opens a blob's reader and starts the writer that takes its chunks
+// in order.
+func (f *fetcher) start(desc ocispecs.Descriptor) (*blobFetch, error) {
+	if desc.Size < 0 {
+		// The importer drops such layers; no descriptor may make a buffer
+		// of negative length.
+		return nil, fmt.Errorf("fetch blob %s: invalid size %d", desc.Digest, desc.Size)
+	}
+	if err := desc.Digest.Validate(); err != nil {
+		// The content store checks a commit against the digest only when
+		// there is one: without, any bytes would do.
+		return nil, fmt.Errorf("fetch blob %q: %w", desc.Digest, err)
+	}
+	// The content store checks the digest as it commits: the blob reader
+	// need not hash the bytes a second time.
+	ra, err := f.provider.ReaderAt(withDigestCheckedByConsumer(f.ctx), desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+	}
+	// The blob shows its bytes under the step being loaded, as BuildKit's
+	// own pulls do, polled from the content store's ingest until the
+	// reader is closed.
+	tracked, err := (&pullprogress.ProviderWithProgress{Provider: openedBlob{ra}, Manager: f.cs}).ReaderAt(f.ctx, desc)
+	if err != nil {
+		ra.Close()
+		return nil, fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+	}
+	// Requested chunks not yet written hold a window slot each, so order
+	// never holds more than fetchWindow.
+	b := &blobFetch{desc: desc, ra: ra, chunks: chunkCount(desc.Size), order: make(chan chan chunkResult, fetchWindow)}
+	f.eg.Go(func() error {
+		defer tracked.Close()
+		if err := f.writeBlob(b); err != nil {
+			return fmt.Errorf("fetch blob %s: %w", desc.Digest, err)
+		}
+		return nil
 	})
-	return eg.Wait()
+	return b, nil
+}
+
+// request starts the GET of b's next chunk.
+func (f *fetcher) request(b *blobFetch) error {
+	if err := f.acquire(f.window); err != nil {
+		return err
+	}
+	if err := f.acquire(f.streams); err != nil {
+		<-f.window
+		return err
+	}
+	ch := make(chan chunkResult, 1)
+	off := b.requested * fetchChunk
+	b.requested++
+	b.order <- ch
+	buf := f.buffer(min(fetchChunk, b.desc.Size-off))
+	f.eg.Go(func() error {
+		defer func() { <-f.streams }()
+		_, err := readRange(b.ra, buf, off)
+		ch <- chunkResult{buf: buf, err: err}
+		return nil // the blob's writer reports it
+	})
+	return nil
 }
 
 // openedBlob is a provider of a blob reader already open.
@@ -214,9 +241,9 @@ func readRange(ra content.ReaderAt, p []byte, off int64) (int, error) {
 }
 
 // writeBlob writes b's chunks into the content store as they come and
-// commits the blob; done gives back each chunk's buffer and window slot.
-func (w *verifyingWorker) writeBlob(ctx context.Context, b *blobFetch, done func([]byte)) (rerr error) {
-	cs := w.ContentStore()
+// commits the blob, giving back each chunk's buffer and window slot.
+func (f *fetcher) writeBlob(b *blobFetch) (rerr error) {
+	ctx, cs, done := f.ctx, f.cs, f.written
 	// Done early (failed, or the blob committed by another load), the
 	// writer stops the blob's requests and receives those already made,
 	// so that their window slots go to the other blobs.
