@@ -112,32 +112,24 @@ func (r *blobReader) read(p []byte, off int64) (int, error) {
 	if r.body != nil && r.pos != off {
 		_ = r.closeBody()
 	}
-	total := 0
-	var lastErr error
-	for attempt := 0; attempt <= readRetries && total < len(p); attempt++ {
+	open := func(at int64) (io.Reader, error) {
 		if r.body == nil {
-			body, err := r.store.Get(r.ctx, r.key, off+int64(total), -1)
+			body, err := r.store.Get(r.ctx, r.key, at, -1)
 			if err != nil {
-				lastErr = err
-				if errors.Is(err, store.ErrNotFound) || r.ctx.Err() != nil {
-					break
-				}
-				continue
+				return nil, err
 			}
-			r.body, r.pos = body, off+int64(total)
+			r.body, r.pos = body, at
 		}
-		n, err := io.ReadFull(r.body, p[total:])
-		total += n
+		return r.body, nil
+	}
+	// The body stays open for the next sequential read, unless it broke.
+	read := func(n int, err error) {
 		r.pos += int64(n)
 		if err != nil {
-			lastErr = err
 			_ = r.closeBody()
-			if r.ctx.Err() != nil {
-				break
-			}
 		}
 	}
-	return r.result(total, len(p), off, lastErr)
+	return r.resume(p, off, open, read)
 }
 
 // readRange fills p from off with GETs bounded to p, so each response
@@ -148,10 +140,25 @@ func (r *blobReader) readRange(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > r.size {
 		return 0, fmt.Errorf("read blob %s: range %d+%d outside its %d bytes", r.dgst, off, len(p), r.size)
 	}
+	end := off + int64(len(p))
+	var body io.ReadCloser
+	open := func(at int64) (io.Reader, error) {
+		var err error
+		body, err = r.store.Get(r.ctx, r.key, at, end-at)
+		return body, err
+	}
+	return r.resume(p, off, open, func(int, error) { _ = body.Close() })
+}
+
+// resume fills p from off, reading from the body open gives for an
+// offset, and when one breaks opening another where it stopped, up to
+// readRetries times. read is told, after each read of a body, how many
+// bytes it gave and its error.
+func (r *blobReader) resume(p []byte, off int64, open func(at int64) (io.Reader, error), read func(n int, err error)) (int, error) {
 	total := 0
 	var lastErr error
 	for attempt := 0; attempt <= readRetries && total < len(p); attempt++ {
-		body, err := r.store.Get(r.ctx, r.key, off+int64(total), int64(len(p)-total))
+		body, err := open(off + int64(total))
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, store.ErrNotFound) || r.ctx.Err() != nil {
@@ -160,8 +167,8 @@ func (r *blobReader) readRange(p []byte, off int64) (int, error) {
 			continue
 		}
 		n, err := io.ReadFull(body, p[total:])
-		_ = body.Close()
 		total += n
+		read(n, err)
 		if err != nil {
 			lastErr = err
 			if r.ctx.Err() != nil {
