@@ -43,6 +43,14 @@ type Store interface {
 	Put(ctx context.Context, key string, body Body) error
 	// Get reads length bytes from offset (length < 0: to the end).
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
+	// GetVersion opens the whole object and returns its ETag, which a
+	// later PutIf can require unchanged.
+	GetVersion(ctx context.Context, key string) (io.ReadCloser, string, error)
+	// PutIf stores a body of at most a PUT's size under key only if the
+	// object's ETag is still etag, or, with NoObject, only if there is no
+	// object: else ErrPreconditionFailed. A store that refuses conditional
+	// writes fails with ErrConditionalNotSupported.
+	PutIf(ctx context.Context, key string, body Body, etag string) error
 	// Touch refreshes the object's modification time with a server-side copy
 	// onto itself; size selects the multipart copy for very large objects.
 	Touch(ctx context.Context, key string, size int64) error

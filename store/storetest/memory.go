@@ -16,13 +16,15 @@ import (
 
 // Memory is a Store in memory, safe for concurrent use.
 type Memory struct {
-	mu   sync.Mutex
-	objs map[string]memObject
+	mu     sync.Mutex
+	objs   map[string]memObject
+	writes int
 }
 
 type memObject struct {
 	data []byte
 	mod  time.Time
+	etag string
 }
 
 var _ store.Store = (*Memory)(nil)
@@ -104,7 +106,45 @@ func (m *Memory) Put(ctx context.Context, key string, body store.Body) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.objs[key] = memObject{data: data, mod: time.Now()}
+	m.objs[key] = m.newObject(data)
+	return nil
+}
+
+// newObject is data as written now. Its ETag changes with every write,
+// even of the same bytes, as S3's may: callers must not rely on either.
+func (m *Memory) newObject(data []byte) memObject {
+	m.writes++
+	return memObject{data: data, mod: time.Now(), etag: fmt.Sprintf(`"%d-%d"`, m.writes, len(data))}
+}
+
+func (m *Memory) GetVersion(ctx context.Context, key string) (io.ReadCloser, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("memory get %s: %w", key, err)
+	}
+	m.mu.Lock()
+	o, ok := m.objs[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, "", notFound("get", key)
+	}
+	return io.NopCloser(bytes.NewReader(o.data)), o.etag, nil
+}
+
+func (m *Memory) PutIf(ctx context.Context, key string, body store.Body, etag string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory conditional put %s: %w", key, err)
+	}
+	data, err := io.ReadAll(io.NewSectionReader(body.R, 0, body.Size))
+	if err != nil {
+		return fmt.Errorf("memory conditional put %s: %w", key, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objs[key]
+	if ok != (etag != store.NoObject) || (ok && o.etag != etag) {
+		return fmt.Errorf("memory conditional put %s: %w", key, store.ErrPreconditionFailed)
+	}
+	m.objs[key] = m.newObject(data)
 	return nil
 }
 

@@ -15,16 +15,18 @@ type Op string
 
 // The operations of store.Store.
 const (
-	OpStat     Op = "stat"
-	OpList     Op = "list"
-	OpListPage Op = "list page"
-	OpPut      Op = "put"
-	OpGet      Op = "get"
-	OpTouch    Op = "touch"
-	OpDelete   Op = "delete"
+	OpStat       Op = "stat"
+	OpList       Op = "list"
+	OpListPage   Op = "list page"
+	OpPut        Op = "put"
+	OpGet        Op = "get"
+	OpTouch      Op = "touch"
+	OpDelete     Op = "delete"
+	OpGetVersion Op = "get version"
+	OpPutIf      Op = "conditional put"
 )
 
-var ops = []Op{OpStat, OpList, OpListPage, OpPut, OpGet, OpTouch, OpDelete}
+var ops = []Op{OpStat, OpList, OpListPage, OpPut, OpGet, OpTouch, OpDelete, OpGetVersion, OpPutIf}
 
 // Spy is a Store that forwards every operation to Store, counting each and
 // running the hooks around it: for tests that count requests, inject faults
@@ -46,7 +48,7 @@ type Spy struct {
 	// result replaces the operation's error.
 	After func(op Op, key string, err error) error
 
-	counts  [7]atomic.Int64 // by index in ops
+	counts  [9]atomic.Int64 // by index in ops
 	deleted atomic.Int64
 	objects atomic.Int64
 	mu      sync.Mutex
@@ -187,6 +189,27 @@ func (s *Spy) Get(ctx context.Context, key string, offset, length int64) (io.Rea
 		return nil, err
 	}
 	return rc, nil
+}
+
+func (s *Spy) GetVersion(ctx context.Context, key string) (io.ReadCloser, string, error) {
+	if err := s.before(ctx, OpGetVersion, key); err != nil {
+		return nil, "", err
+	}
+	rc, etag, err := s.Store.GetVersion(ctx, key)
+	if err = s.after(OpGetVersion, key, err); err != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		return nil, "", err
+	}
+	return rc, etag, nil
+}
+
+func (s *Spy) PutIf(ctx context.Context, key string, body store.Body, etag string) error {
+	if err := s.before(ctx, OpPutIf, key); err != nil {
+		return err
+	}
+	return s.after(OpPutIf, key, s.Store.PutIf(ctx, key, body, etag))
 }
 
 func (s *Spy) Touch(ctx context.Context, key string, size int64) error {

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, cfg Config) {
 		{"Touch", testTouch},
 		{"Delete", testDelete},
 		{"Canceled", func(t *testing.T, st store.Store) { testCanceled(t, st, cfg.LargeSize) }},
+		{"PutIf", testPutIf},
+		{"PutIfRace", testPutIfRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
