@@ -10,14 +10,14 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/s3cache/s3cache/build"
+	"github.com/s3cache/s3cache/buildopts"
 	"github.com/s3cache/s3cache/engine"
 )
 
 func init() { register(newBuildCommand) }
 
 type buildFlags struct {
-	build.Options
+	buildopts.Options
 	addr    string
 	root    string
 	summary bool
@@ -66,7 +66,7 @@ embedded, the engine resolves them itself, refreshing temporary ones.`,
 
 func runBuild(ctx context.Context, cmd *cobra.Command, f buildFlags) error {
 	f.Remote = f.addr != ""
-	req, err := build.Prepare(ctx, f.Options)
+	req, err := buildopts.Prepare(ctx, f.Options)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, f buildFlags) error {
 		return err
 	}
 	defer closeClient()
-	res, err := build.Run(ctx, c, req, cmd.ErrOrStderr())
+	res, err := buildopts.Run(ctx, c, req, cmd.ErrOrStderr())
 	if err != nil {
 		return fmt.Errorf("build failed: %w", err)
 	}

@@ -1,7 +1,7 @@
-// Package build turns docker-buildx-style build options into a BuildKit
+// Package buildopts turns docker-buildx-style build options into a BuildKit
 // solve and runs it on a client: the same code for the embedded engine and
 // for a daemon.
-package build
+package buildopts
 
 import (
 	"context"
