@@ -9,12 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
-	"time"
 
-	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
-	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
@@ -59,41 +55,6 @@ func (o Options) progressf(format string, args ...any) {
 	}
 }
 
-// Layer is one layer of a manifest, as the manifest describes it.
-type Layer struct {
-	Digest    string     `json:"digest"`
-	Size      int64      `json:"size"` // from the manifest; 0 when it gives none
-	MediaType string     `json:"media_type,omitempty"`
-	Created   *time.Time `json:"created,omitempty"`
-}
-
-// Manifest is one cache: the manifest object and what it names.
-type Manifest struct {
-	Name         string
-	Key          string
-	Size         int64
-	LastModified time.Time
-	// Layers in manifest order; a blob may appear once only.
-	Layers  []Layer
-	Records int
-	// Err is why the manifest could not be decoded; Layers and Records are
-	// then unknown. A broken manifest may still be read by something, so its
-	// blobs are never taken for garbage without --force.
-	Err error
-}
-
-// Broken reports whether the manifest could not be decoded.
-func (m *Manifest) Broken() bool { return m.Err != nil }
-
-// Digests are the distinct blobs the manifest names.
-func (m *Manifest) Digests() []string {
-	out := make([]string, 0, len(m.Layers))
-	for _, l := range m.Layers {
-		out = append(out, l.Digest)
-	}
-	return out
-}
-
 // Inventory is a snapshot of a bucket's caches and, when listed, its blobs.
 type Inventory struct {
 	Layout    store.Layout
@@ -107,98 +68,6 @@ type Inventory struct {
 	sizeOnce sync.Once
 	sizes    map[string]int64 // digest -> best known size
 	refs     map[string][]string
-}
-
-// kind is what a key under the cache prefixes is.
-type kind int
-
-const (
-	kindOther kind = iota
-	kindBlob
-	kindManifest
-	kindForeign
-)
-
-// classify tells blobs from manifests, also when one prefix contains the
-// other (e.g. manifests_prefix="" puts blobs/ inside the manifests'
-// directory): a key under the blobs prefix whose rest is a digest is a blob.
-func classify(l store.Layout, obj store.Object) (kind, string) {
-	key := obj.Key
-	bdir, mdir := l.BlobsDir(), l.ManifestsDir()
-	if rest, ok := strings.CutPrefix(key, bdir); ok && isDigest(rest) {
-		return kindBlob, rest
-	}
-	if rest, ok := strings.CutPrefix(key, mdir); ok {
-		// An empty name or a console's "folder/" marker (zero bytes) is no
-		// manifest. Any other key is one, even ending in "/": upstream
-		// writes such names, and a manifest overlooked here would have
-		// prune delete the blobs it names.
-		if rest == "" || (strings.HasSuffix(rest, "/") && obj.Size == 0) {
-			return kindOther, ""
-		}
-		return kindManifest, rest
-	}
-	if strings.HasPrefix(key, bdir) {
-		return kindForeign, ""
-	}
-	return kindOther, ""
-}
-
-func isDigest(s string) bool {
-	_, err := digest.Parse(s)
-	return err == nil
-}
-
-// list walks the manifests and, with blobs, the blobs: one listing when one
-// directory contains the other, else one each.
-func list(ctx context.Context, st store.Store, l store.Layout, blobs bool, opts Options, fn func(kind, string, store.Object)) error {
-	bdir, mdir := l.BlobsDir(), l.ManifestsDir()
-	type listing struct{ prefix, what string }
-	var listings []listing
-	switch {
-	case !blobs:
-		listings = []listing{{mdir, "the caches"}}
-	case strings.HasPrefix(bdir, mdir):
-		listings = []listing{{mdir, "the caches and blobs"}}
-	case strings.HasPrefix(mdir, bdir):
-		listings = []listing{{bdir, "the caches and blobs"}}
-	default:
-		listings = []listing{{mdir, "the caches"}, {bdir, "the blobs"}}
-	}
-	for _, li := range listings {
-		prefix := li.prefix
-		n := 0
-		err := st.List(ctx, prefix, func(obj store.Object) error {
-			n++
-			if n%progressEvery == 0 {
-				opts.progressf("listed %d objects under %q", n, prefix)
-			}
-			k, name := classify(l, obj)
-			if k == kindBlob && !blobs {
-				return nil
-			}
-			fn(k, name, obj)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("list %s: %w", li.what, err)
-		}
-		if n >= progressEvery {
-			opts.progressf("listed %d objects under %q", n, prefix)
-		}
-	}
-	return nil
-}
-
-// ListManifests lists the manifest objects under the manifests prefix, by name.
-func ListManifests(ctx context.Context, st store.Store, l store.Layout, opts Options) (map[string]store.Object, error) {
-	out := map[string]store.Object{}
-	err := list(ctx, st, l, false, opts, func(k kind, name string, obj store.Object) {
-		if k == kindManifest {
-			out[name] = obj
-		}
-	})
-	return out, err
 }
 
 // Load lists the manifests (and the blobs, if blobs) and reads every manifest.
@@ -226,96 +95,6 @@ func Load(ctx context.Context, st store.Store, l store.Layout, blobs bool, opts 
 		return nil, err
 	}
 	return inv, nil
-}
-
-// ReadManifests reads and decodes the listed manifest objects, in parallel.
-// A manifest deleted since the listing is left out; one that cannot be
-// decoded is returned with Err set; a failed read is an error.
-func ReadManifests(ctx context.Context, st store.Store, l store.Layout, objs []store.Object, opts Options) ([]*Manifest, error) {
-	out := make([]*Manifest, len(objs))
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(opts.parallelism())
-	for i, obj := range objs {
-		eg.Go(func() error {
-			m, err := ReadManifest(ctx, st, l, obj, opts)
-			if errors.Is(err, store.ErrNotFound) {
-				return nil
-			}
-			out[i] = m
-			return err
-		})
-	}
-	if err := eg.Wait(); err != nil {
-		return nil, err
-	}
-	kept := out[:0]
-	for _, m := range out {
-		if m != nil {
-			kept = append(kept, m)
-		}
-	}
-	sort.Slice(kept, func(i, j int) bool { return kept[i].Name < kept[j].Name })
-	if len(objs) >= progressEvery {
-		opts.progressf("read %d manifests", len(kept))
-	}
-	return kept, nil
-}
-
-// ReadManifest reads one listed manifest object. A decoding failure is not
-// an error but the manifest's Err; a failed read (including ErrNotFound) is.
-func ReadManifest(ctx context.Context, st store.Store, l store.Layout, obj store.Object, opts Options) (*Manifest, error) {
-	_, name := classify(l, obj)
-	m := &Manifest{Name: name, Key: obj.Key, Size: obj.Size, LastModified: obj.LastModified}
-	limit := opts.maxManifestSize()
-	if obj.Size > limit {
-		m.Err = fmt.Errorf("manifest is %d bytes, more than the limit of %d", obj.Size, limit)
-		return m, nil
-	}
-	dt, err := store.ReadAll(ctx, st, obj.Key, limit)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("read manifest %s: %w", Safe(name), err)
-	}
-	m.Size = int64(len(dt))
-	decodeInto(m, dt)
-	return m, nil
-}
-
-// Decode fills a Manifest from manifest bytes (for callers that already
-// hold them); decoding problems go to m.Err.
-func Decode(name, key string, dt []byte, lastModified time.Time) *Manifest {
-	m := &Manifest{Name: name, Key: key, Size: int64(len(dt)), LastModified: lastModified}
-	decodeInto(m, dt)
-	return m
-}
-
-func decodeInto(m *Manifest, dt []byte) {
-	cfg, err := decodeConfig(dt)
-	if err != nil {
-		m.Err = err
-		return
-	}
-	seen := map[string]bool{}
-	for _, cl := range cfg.Layers {
-		d := cl.Blob.String()
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		layer := Layer{Digest: d}
-		if a := cl.Annotations; a != nil {
-			layer.Size = max(a.Size, 0)
-			layer.MediaType = a.MediaType
-			if !a.CreatedAt.IsZero() {
-				t := a.CreatedAt.UTC()
-				layer.Created = &t
-			}
-		}
-		m.Layers = append(m.Layers, layer)
-	}
-	m.Records = len(cfg.Records)
 }
 
 // Manifest returns the cache of that name, or nil.
@@ -387,14 +166,6 @@ func (inv *Inventory) Present(dgst string) bool {
 	}
 	_, ok := inv.Blobs[dgst]
 	return ok
-}
-
-func decodeConfig(dt []byte) (*cacheimporttypes.CacheConfig, error) {
-	var cfg cacheimporttypes.CacheConfig
-	if err := manifest.Decode(dt, &cfg); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
 }
 
 // StatUnsized looks up, with a HEAD each, the blobs whose size neither a
