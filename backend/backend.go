@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/moby/buildkit/util/progress/logs"
@@ -34,6 +35,10 @@ type Options struct {
 	// of copying it through the process; nil, or an error, reads the blob
 	// through BuildKit's content provider.
 	LocalBlob func(dgst digest.Digest) (*os.File, error)
+	// Prober answers which blobs the bucket has, for exports and imports,
+	// and remembers across them which blobs prefixes are too crowded to
+	// list; the engine keeps one for its life. nil remembers nothing.
+	Prober *store.Prober
 	// Now is the exporter's clock (default time.Now); tests move it on to
 	// reach the age at which an export re-checks its blobs.
 	Now func() time.Time
@@ -54,6 +59,11 @@ func (o Options) open(ctx context.Context, cfg spec.Config) (store.Store, store.
 		return nil, layout, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}
 	return st, layout, nil
+}
+
+// prefixID names a blobs prefix of a bucket for the Prober's memory.
+func prefixID(cfg spec.Config, dir string) string {
+	return strings.Join([]string{cfg.EndpointURL, cfg.Region, cfg.Bucket, dir}, "\x00")
 }
 
 func (o Options) maxManifestSize() int64 {

@@ -50,7 +50,7 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 		if now == nil {
 			now = time.Now
 		}
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob}, nil
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober}, nil
 	}
 }
 
@@ -65,6 +65,7 @@ type exporter struct {
 	info   *infoMemo // content-store answers for marshalling the chains
 	// localBlob is Options.LocalBlob.
 	localBlob func(digest.Digest) (*os.File, error)
+	prober    *store.Prober // Options.Prober
 }
 
 func (*exporter) Name() string { return "exporting cache to Amazon S3" }
@@ -159,9 +160,12 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	// upload_parallelism bounds ("layers uploaded in parallel").
 	checks := max(statParallelism, e.cfg.UploadParallelism)
 	var listErr error
-	index := indexBlobs(ctx, e.store, prefixID(e.cfg, e.layout.BlobsDir()), e.layout.BlobsDir(), keys, checks, func(err error) {
-		listErr = err
-		bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
+	index := e.prober.Probe(ctx, e.store, store.Query{
+		Dir: e.layout.BlobsDir(), Keys: keys, Parallel: checks, Where: prefixID(e.cfg, e.layout.BlobsDir()),
+		Warn: func(err error) {
+			listErr = err
+			bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
+		},
 	})
 	if errors.Is(listErr, store.ErrBucketNotFound) {
 		// Every upload would fail the same way: say so once, up front.
@@ -175,7 +179,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	eg.SetLimit(checks)
 	for i, key := range keys {
 		eg.Go(func() error {
-			objs[i], statErrs[i] = index.stat(gctx, key)
+			objs[i], statErrs[i] = index.Stat(gctx, key)
 			return nil
 		})
 	}

@@ -172,8 +172,11 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 		keys = append(keys, i.layout.BlobKey(results[idx].dgst))
 	}
 	// One listing of the blobs where that is cheaper than a HEAD each.
-	index := indexBlobs(ctx, i.store, prefixID(i.cfg, i.layout.BlobsDir()), i.layout.BlobsDir(), keys, statParallelism, func(err error) {
-		bklog.G(ctx).Debugf("s3 cache import: list blobs: %v; checking each with a HEAD instead", err)
+	index := i.opts.Prober.Probe(ctx, i.store, store.Query{
+		Dir: i.layout.BlobsDir(), Keys: keys, Parallel: statParallelism, Where: prefixID(i.cfg, i.layout.BlobsDir()),
+		Warn: func(err error) {
+			bklog.G(ctx).Debugf("s3 cache import: list blobs: %v; checking each with a HEAD instead", err)
+		},
 	})
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(statParallelism)
@@ -183,7 +186,7 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 		}
 		dgst := results[idx].dgst
 		eg.Go(func() error {
-			obj, err := index.stat(ctx, i.layout.BlobKey(dgst))
+			obj, err := index.Stat(ctx, i.layout.BlobKey(dgst))
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 				i.opts.warnf(ctx, "s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)

@@ -47,6 +47,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/store"
 )
 
 func init() {
@@ -149,6 +150,11 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 
 	if opts.Cache.LocalBlob == nil && contentDir != "" {
 		opts.Cache.LocalBlob = contentFiles(contentDir)
+	}
+	if opts.Cache.Prober == nil {
+		// One for the engine's life: every export and import learns from
+		// those before it which blobs prefixes are too crowded to list.
+		opts.Cache.Prober = store.NewProber()
 	}
 	exporters := map[string]remotecache.ResolveCacheExporterFunc{
 		"s3":       backend.ExporterWithVault(e.vault, backend.ResolveCacheExporterFunc(opts.Cache)),

@@ -17,8 +17,6 @@ const (
 	DefaultBatchSize = 1000
 	// NoLimit disables KeepStorage.
 	NoLimit = -1
-	// listPage is how many keys one LIST request returns.
-	listPage = 1000
 	// maxShardPages bounds the LIST requests that re-check one shard.
 	maxShardPages = 4
 	// maxShardDigits bounds the shard prefix: 16^8 shards are plenty.

@@ -2,6 +2,8 @@ package gc
 
 import (
 	"strings"
+
+	"github.com/s3cache/s3cache/store"
 )
 
 // shardBlobs chooses how to group the sweep for its re-check: by shard,
@@ -53,8 +55,9 @@ func shardBlobs(digests []string, sweep []Blob, batch int) (int, map[string]int)
 	return bestK, best
 }
 
-// pages is the number of LIST requests n keys take.
-func pages(n int) int { return (n + listPage - 1) / listPage }
+// pages is the number of LIST requests n keys take, as store.ProbeCounted
+// counts them when it chooses between a LIST and HEADs.
+func pages(n int) int { return store.ListRequests(n) }
 
 func shardOf(dgst string, k int) string {
 	i := strings.IndexByte(dgst, ':')

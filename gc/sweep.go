@@ -193,31 +193,35 @@ func (s *sweep) recheck(ctx context.Context, segs []segment) ([]Blob, error) {
 			alive = append(alive, b)
 		}
 	}
-	eg, ctx := errgroup.WithContext(ctx)
+	// First how to ask about each segment (a LIST of its shard, made here,
+	// or HEADs), then the answers.
+	indexes := make([]*store.Index, len(segs))
+	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(s.pr.opts.parallelism())
-	for _, seg := range segs {
-		if len(seg.blobs) > pages(s.plan.shards[seg.shard]) {
-			eg.Go(func() error {
-				prefix := s.pr.layout.BlobsDir() + seg.shard
-				found := map[string]store.Object{}
-				err := s.pr.st.List(ctx, prefix, func(obj store.Object) error {
-					found[obj.Key] = obj
-					return nil
-				})
-				if err != nil {
-					return fmt.Errorf("prune: re-check blobs under %q: %w", prefix, err)
-				}
-				for _, b := range seg.blobs {
-					obj, ok := found[b.Key]
-					keep(b, obj, ok)
-				}
-				return nil
-			})
-			continue
-		}
+	for i, seg := range segs {
+		eg.Go(func() error {
+			prefix := s.pr.layout.BlobsDir() + seg.shard
+			keys := make([]string, len(seg.blobs))
+			for j, b := range seg.blobs {
+				keys[j] = b.Key
+			}
+			x, err := store.ProbeCounted(gctx, s.pr.st, prefix, keys, s.plan.shards[seg.shard])
+			if err != nil {
+				return fmt.Errorf("prune: re-check blobs under %q: %w", prefix, err)
+			}
+			indexes[i] = x
+			return nil
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	eg, ctx = errgroup.WithContext(ctx)
+	eg.SetLimit(s.pr.opts.parallelism())
+	for i, seg := range segs {
 		for _, b := range seg.blobs {
 			eg.Go(func() error {
-				obj, err := s.pr.st.Stat(ctx, b.Key)
+				obj, err := indexes[i].Stat(ctx, b.Key)
 				if errors.Is(err, store.ErrNotFound) {
 					keep(b, obj, false)
 					return nil
