@@ -167,8 +167,11 @@ func validRecords(records []cacheimporttypes.CacheRecord) (ok []bool, finished [
 	}
 	for i, r := range records {
 		// BuildKit adds no record for a random: digest, so a link to one
-		// fails its parse: such a record is invalid.
-		if strings.HasPrefix(r.Digest.String(), "random:") {
+		// fails its parse: such a record is invalid. A record whose digest
+		// is not a digest (empty, above all) is too: BuildKit's cache key
+		// storage takes an empty key for a record still being indexed and
+		// refuses the whole manifest as a loop.
+		if strings.HasPrefix(r.Digest.String(), "random:") || r.Digest.Validate() != nil {
 			finish(i, bad)
 		}
 	}

@@ -94,6 +94,16 @@ func TestSanitize(t *testing.T) {
 			problems:    true,
 		},
 		{
+			// Found by FuzzDecodeManifest: BuildKit's key storage takes an
+			// empty digest for a record being indexed and refuses the
+			// manifest as a loop.
+			name: "records without a digest",
+			cfg: cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{
+				{}, {Inputs: [][]cacheimporttypes.CacheInput{{{LinkIndex: 0}}}}, {Digest: "9"}, rec("root", noResult), rec("r", noResult, 0, 3)}},
+			wantRecords: []string{"root", "r"},
+			problems:    true,
+		},
+		{
 			name:        "one good link of two keeps the slot",
 			cfg:         cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{rec("root", noResult), rec("r", noResult, -5, 0)}},
 			wantRecords: []string{"root", "r"},
@@ -184,6 +194,10 @@ func parse(config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
 	cc := v1.NewCacheChains()
 	if err := v1.ParseConfig(config, provider, cc); err != nil {
 		return nil, fmt.Errorf("parse cache config: %w", err)
+	}
+	// The importer's next step: BuildKit indexes the chains by cache key.
+	if _, _, err := v1.NewCacheKeyStorage(cc, nil); err != nil {
+		return nil, fmt.Errorf("index cache records: %w", err)
 	}
 	return cc, nil
 }
