@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/moby/buildkit/cache/remotecache"
 	v1 "github.com/moby/buildkit/cache/remotecache/v1"
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
@@ -23,12 +22,10 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
-
-// createdAtAnnotation is where BuildKit keeps a layer's creation time.
-const createdAtAnnotation = "buildkit/createdat"
 
 // ResolveCacheExporterFunc returns BuildKit's resolver for `type=s3` cache exports.
 func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc {
@@ -141,7 +138,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		if !ok {
 			return nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
 		}
-		ann, err := layerAnnotations(pair)
+		ann, err := manifest.LayerAnnotations(pair.Descriptor)
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
 		}
@@ -319,31 +316,4 @@ func (e *exporter) recheckBlobs(ctx context.Context, placed []*placedBlob) error
 		})
 	}
 	return eg.Wait()
-}
-
-// layerAnnotations are what upstream writes for a layer: mediaType,
-// diffID, size and createdAt.
-func layerAnnotations(pair v1.DescriptorProviderPair) (*cacheimporttypes.LayerAnnotations, error) {
-	desc := pair.Descriptor
-	v, ok := desc.Annotations[labels.LabelUncompressed]
-	if !ok {
-		return nil, errors.New("descriptor has no uncompressed digest annotation")
-	}
-	diffID, err := digest.Parse(v)
-	if err != nil {
-		return nil, fmt.Errorf("parse uncompressed digest annotation: %w", err)
-	}
-	la := &cacheimporttypes.LayerAnnotations{
-		DiffID:    diffID,
-		Size:      desc.Size,
-		MediaType: desc.MediaType,
-	}
-	if v, ok := desc.Annotations[createdAtAnnotation]; ok {
-		var t time.Time
-		if err := t.UnmarshalText([]byte(v)); err != nil {
-			return nil, fmt.Errorf("parse %s annotation: %w", createdAtAnnotation, err)
-		}
-		la.CreatedAt = t.UTC()
-	}
-	return la, nil
 }
