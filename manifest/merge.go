@@ -124,10 +124,7 @@ type merger struct {
 }
 
 func (m *merger) add(cfg cacheimporttypes.CacheConfig, own bool) error {
-	lmap, err := m.addLayers(cfg.Layers)
-	if err != nil {
-		return err
-	}
+	lmap := m.addLayers(cfg.Layers)
 	order, err := recordOrder(cfg.Records)
 	if err != nil {
 		return err
@@ -139,6 +136,10 @@ func (m *merger) add(cfg cacheimporttypes.CacheConfig, own bool) error {
 			// BuildKit neither exports nor imports these.
 			rmap[i] = -1
 			continue
+		}
+		if err := r.Digest.Validate(); err != nil {
+			// BuildKit's key storage refuses the whole config over one.
+			return fmt.Errorf("record %d: digest %q: %w", i, r.Digest, err)
 		}
 		inputs := make([][]mergedInput, len(r.Inputs))
 		for j, slot := range r.Inputs {
@@ -165,16 +166,16 @@ func (m *merger) add(cfg cacheimporttypes.CacheConfig, own bool) error {
 		rec := m.records[idx]
 		rec.own = rec.own || own
 		for _, res := range r.Results {
-			if res.LayerIndex < 0 || res.LayerIndex >= len(lmap) {
-				return fmt.Errorf("record %d names layer %d of %d", i, res.LayerIndex, len(lmap))
+			if res.LayerIndex < 0 || res.LayerIndex >= len(lmap) || lmap[res.LayerIndex] == brokenLayer {
+				return fmt.Errorf("record %d names layer %d of %d, out of range or on broken parents", i, res.LayerIndex, len(lmap))
 			}
 			rec.addResult(&mergedResult{layers: []int{lmap[res.LayerIndex]}, at: res.CreatedAt, own: own})
 		}
 		for _, res := range r.ChainedResults {
 			layers := make([]int, len(res.LayerIndexes))
 			for k, li := range res.LayerIndexes {
-				if li < 0 || li >= len(lmap) {
-					return fmt.Errorf("record %d names layer %d of %d", i, li, len(lmap))
+				if li < 0 || li >= len(lmap) || lmap[li] == brokenLayer {
+					return fmt.Errorf("record %d names layer %d of %d, out of range or on broken parents", i, li, len(lmap))
 				}
 				layers[k] = lmap[li]
 			}
@@ -235,9 +236,14 @@ func resultKey(r *mergedResult) string {
 	return string(b)
 }
 
+// brokenLayer marks a layer whose parents leave the list or loop.
+const brokenLayer = -4
+
 // addLayers interns cfg's layers as chains and returns each one's merged
-// index. A parent out of range or a loop is an error.
-func (m *merger) addLayers(layers []cacheimporttypes.CacheLayer) ([]int, error) {
+// index, or brokenLayer for a layer whose parents leave the list or loop:
+// BuildKit's parser ignores such a layer unless a result names it
+// (Sanitize leaves them in place), so only naming one is an error.
+func (m *merger) addLayers(layers []cacheimporttypes.CacheLayer) []int {
 	const unknown, visiting = -2, -3
 	lmap := make([]int, len(layers))
 	for i := range lmap {
@@ -248,17 +254,26 @@ func (m *merger) addLayers(layers []cacheimporttypes.CacheLayer) ([]int, error) 
 		// Walk up to a known layer or the base, then intern top down:
 		// iteratively, since a chain may be thousands of layers deep.
 		path = path[:0]
-		for i := start; i != -1 && lmap[i] < -1; {
-			if lmap[i] == visiting {
-				return nil, fmt.Errorf("layer %d is in a loop of parents", i)
+		broken := false
+		for i := start; i != -1 && lmap[i] < 0; {
+			if lmap[i] == visiting || lmap[i] == brokenLayer {
+				broken = true
+				break
 			}
 			lmap[i] = visiting
 			path = append(path, i)
 			p := layers[i].ParentIndex
 			if p != -1 && (p < 0 || p >= len(layers)) {
-				return nil, fmt.Errorf("layer %d has parent %d of %d", i, p, len(layers))
+				broken = true
+				break
 			}
 			i = p
+		}
+		if broken {
+			for _, i := range path {
+				lmap[i] = brokenLayer
+			}
+			continue
 		}
 		for k := len(path) - 1; k >= 0; k-- {
 			i := path[k]
@@ -269,7 +284,7 @@ func (m *merger) addLayers(layers []cacheimporttypes.CacheLayer) ([]int, error) 
 			lmap[i] = m.internLayer(layerKey{blob: layers[i].Blob, parent: parent}, layers[i].Annotations)
 		}
 	}
-	return lmap, nil
+	return lmap
 }
 
 func (m *merger) internLayer(key layerKey, ann *cacheimporttypes.LayerAnnotations) int {

@@ -33,6 +33,21 @@ func FuzzMerge(f *testing.F) {
 		if aOK {
 			pairs = append(pairs, [2]cacheimporttypes.CacheConfig{ja, gb})
 		}
+		// What an export merges: this export's config and the sanitised
+		// manifest read from the bucket. That merge must not fail.
+		if aOK {
+			if sa, _, err := Sanitize(ja); err == nil {
+				if sb, _, err := Sanitize(gb); err == nil {
+					for _, p := range [][2]cacheimporttypes.CacheConfig{{sa, sb}, {sb, sa}} {
+						out, _, err := Merge(p[0], p[1], MergeOptions{Missing: map[digest.Digest]bool{digest.FromString("blob 1"): true}})
+						if err != nil {
+							t.Fatalf("merge of sanitised configs: %v", err)
+						}
+						requireParses(t, out)
+					}
+				}
+			}
+		}
 		for _, p := range pairs {
 			out, rep, err := Merge(p[0], p[1], MergeOptions{})
 			if err != nil {

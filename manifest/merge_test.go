@@ -29,16 +29,24 @@ type configSets struct {
 
 func setsOf(cc cacheimporttypes.CacheConfig) configSets {
 	s := configSets{layers: map[string]bool{}, records: map[string]map[string]bool{}}
+	// A layer on parents that leave the list or loop is no chain: "!".
 	chains := map[int]string{}
-	var chain func(i int) string
-	chain = func(i int) string {
+	var chain func(i, depth int) string
+	chain = func(i, depth int) string {
+		if i < 0 || i >= len(cc.Layers) || depth > len(cc.Layers) {
+			return "!"
+		}
 		if c, ok := chains[i]; ok {
 			return c
 		}
 		l := cc.Layers[i]
 		c := l.Blob.String()
 		if l.ParentIndex != -1 {
-			c = chain(l.ParentIndex) + "/" + c
+			p := chain(l.ParentIndex, depth+1)
+			if p == "!" {
+				return "!"
+			}
+			c = p + "/" + c
 		}
 		chains[i] = c
 		return c
@@ -65,7 +73,9 @@ func setsOf(cc cacheimporttypes.CacheConfig) configSets {
 		return v
 	}
 	for i := range cc.Layers {
-		s.layers[chain(i)] = true
+		if c := chain(i, 0); c != "!" {
+			s.layers[c] = true
+		}
 	}
 	for i, r := range cc.Records {
 		if strings.HasPrefix(r.Digest.String(), "random:") {
@@ -76,12 +86,12 @@ func setsOf(cc cacheimporttypes.CacheConfig) configSets {
 			s.records[k] = map[string]bool{}
 		}
 		for _, res := range r.Results {
-			s.records[k][chain(res.LayerIndex)+"@"+res.CreatedAt.UTC().String()] = true
+			s.records[k][chain(res.LayerIndex, 0)+"@"+res.CreatedAt.UTC().String()] = true
 		}
 		for _, res := range r.ChainedResults {
 			var cs []string
 			for _, l := range res.LayerIndexes {
-				cs = append(cs, chain(l))
+				cs = append(cs, chain(l, 0))
 			}
 			s.records[k]["chained:"+strings.Join(cs, ",")+"@"+res.CreatedAt.UTC().String()] = true
 		}
@@ -120,16 +130,21 @@ func (s configSets) String() string {
 }
 
 // requireParses checks that BuildKit's ParseConfig accepts cc with every
-// blob present.
+// blob present, and its key storage indexes the chains, as an import does.
 func requireParses(t testing.TB, cc cacheimporttypes.CacheConfig) {
 	t.Helper()
 	provider := v1.DescriptorProvider{}
 	for _, l := range cc.Layers {
 		provider[l.Blob] = v1.DescriptorProviderPair{Descriptor: ocispecs.Descriptor{Digest: l.Blob, MediaType: ocispecs.MediaTypeImageLayerGzip, Size: 1}}
 	}
-	if err := v1.ParseConfig(cc, provider, v1.NewCacheChains()); err != nil {
+	chains := v1.NewCacheChains()
+	if err := v1.ParseConfig(cc, provider, chains); err != nil {
 		dt, _ := json.Marshal(cc)
 		t.Fatalf("BuildKit's ParseConfig refuses the merged config: %v\n%s", err, dt)
+	}
+	if _, _, err := v1.NewCacheKeyStorage(chains, nil); err != nil {
+		dt, _ := json.Marshal(cc)
+		t.Fatalf("BuildKit does not index the merged config: %v\n%s", err, dt)
 	}
 }
 
@@ -453,8 +468,15 @@ func TestMergeLimitsDropOldestFirst(t *testing.T) {
 func TestMergeRefusesInvalidInput(t *testing.T) {
 	d := digest.FromString("x")
 	for name, cfg := range map[string]cacheimporttypes.CacheConfig{
-		"parent out of range": {Layers: []cacheimporttypes.CacheLayer{{Blob: d, ParentIndex: 3}}},
-		"parent loop":         {Layers: []cacheimporttypes.CacheLayer{{Blob: d, ParentIndex: 1}, {Blob: d, ParentIndex: 0}}},
+		"result on a parent out of range": {
+			Layers:  []cacheimporttypes.CacheLayer{{Blob: d, ParentIndex: 3}},
+			Records: []cacheimporttypes.CacheRecord{{Digest: d, Results: []cacheimporttypes.CacheResult{{LayerIndex: 0}}}},
+		},
+		"result on a parent loop": {
+			Layers:  []cacheimporttypes.CacheLayer{{Blob: d, ParentIndex: 1}, {Blob: d, ParentIndex: 0}},
+			Records: []cacheimporttypes.CacheRecord{{Digest: d, ChainedResults: []cacheimporttypes.ChainedResult{{LayerIndexes: []int{1}}}}},
+		},
+		"empty digest":        {Records: []cacheimporttypes.CacheRecord{{}}},
 		"result out of range": {Records: []cacheimporttypes.CacheRecord{{Digest: d, Results: []cacheimporttypes.CacheResult{{LayerIndex: 0}}}}},
 		"link loop":           {Records: []cacheimporttypes.CacheRecord{{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{{LinkIndex: 0}}}}}},
 		"empty slot":          {Records: []cacheimporttypes.CacheRecord{{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{}}}}},
