@@ -47,7 +47,8 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 		if now == nil {
 			now = time.Now
 		}
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober}, nil
+		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober,
+			warnf: opts.warnf, maxManifestSize: opts.maxManifestSize()}, nil
 	}
 }
 
@@ -63,6 +64,9 @@ type exporter struct {
 	// localBlob is Options.LocalBlob.
 	localBlob func(digest.Digest) (*os.File, error)
 	prober    *store.Prober // Options.Prober
+	warnf     func(ctx context.Context, format string, args ...any)
+	// maxManifestSize bounds a manifest merge=true reads, and one it writes.
+	maxManifestSize int64
 }
 
 func (*exporter) Name() string { return "exporting cache to Amazon S3" }
@@ -105,7 +109,7 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
 	}
-	placed, err := e.putBlobs(ctx, cacheConfig, descs)
+	placed, index, err := e.putBlobs(ctx, cacheConfig, descs)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
@@ -113,9 +117,9 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache config: %w", err)
 	}
+	w := newManifestWriter(e, cacheConfig, dt, index.Stat)
 	for _, name := range e.cfg.Names {
-		key := e.layout.ManifestKey(name)
-		if err := e.store.Put(ctx, key, store.BytesBody(dt)); err != nil {
+		if err := w.write(ctx, name); err != nil {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
 		}
 	}
@@ -127,8 +131,8 @@ func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
 
 // putBlobs makes every layer present and fresh in the bucket, with
 // upload_parallelism workers, and fills in the layer annotations. It
-// returns every blob, as placed.
-func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, error) {
+// returns every blob, as placed, and what it learned of the bucket's blobs.
+func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, *store.Index, error) {
 	// One blob may be several layers (the same bytes on other parents).
 	pairs := make([]v1.DescriptorProviderPair, 0, len(cc.Layers))
 	seen := make(map[digest.Digest]bool, len(cc.Layers))
@@ -136,11 +140,11 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		layer := &cc.Layers[i]
 		pair, ok := descs[layer.Blob]
 		if !ok {
-			return nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
+			return nil, nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
 		}
 		ann, err := manifest.LayerAnnotations(pair.Descriptor)
 		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
+			return nil, nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
 		}
 		layer.Annotations = ann
 		if !seen[layer.Blob] {
@@ -166,7 +170,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	})
 	if errors.Is(listErr, store.ErrBucketNotFound) {
 		// Every upload would fail the same way: say so once, up front.
-		return nil, fmt.Errorf("list blobs: %w", listErr)
+		return nil, nil, fmt.Errorf("list blobs: %w", listErr)
 	}
 	// The index answers for the blobs its listing covered (one it says is
 	// absent is uploaded without a HEAD); HEADs check the rest.
@@ -191,7 +195,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 			return err
 		})
 	}
-	return placed, eg.Wait()
+	return placed, index, eg.Wait()
 }
 
 // putBlob uploads a blob the bucket lacks, or keeps the one it has,

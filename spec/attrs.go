@@ -31,6 +31,8 @@ const (
 	attrDisableAcceptEncoding = "disable_accept_encoding"
 	attrMode                  = "mode"
 	attrIgnoreError           = "ignore-error"
+	attrMerge                 = "merge"
+	attrMergeKeep             = "merge_keep"
 	attrCompression           = "compression"
 	attrCompressionLevel      = "compression-level"
 	attrForceCompression      = "force-compression"
@@ -43,7 +45,7 @@ var knownAttrs = []string{
 	attrPrefix, attrBlobsPrefix, attrManifestsPrefix, attrUploadParallelism,
 	attrTouchRefresh, attrAccessKeyID, attrSecretAccessKey, attrSessionToken,
 	attrRetryMode, attrRetryMaxAttempts, attrDisableAcceptEncoding, attrMode,
-	attrIgnoreError, attrCompression, attrCompressionLevel, attrForceCompression,
+	attrIgnoreError, attrMerge, attrMergeKeep, attrCompression, attrCompressionLevel, attrForceCompression,
 }
 
 const (
@@ -72,6 +74,7 @@ func FromAttrs(attrs map[string]string) (Config, error) {
 		ManifestsPrefix:   DefaultManifestsPrefix,
 		UploadParallelism: DefaultUploadParallelism,
 		TouchRefresh:      DefaultTouchRefresh,
+		MergeKeep:         DefaultMergeKeep,
 	}
 	var err error
 	if c.Region, err = required(attrs, attrRegion, "AWS_REGION", "a region such as us-east-1"); err != nil {
@@ -145,6 +148,18 @@ func FromAttrs(attrs map[string]string) (Config, error) {
 	}
 	if c.IgnoreError, err = boolAttr(attrs, attrIgnoreError, false); err != nil {
 		return Config{}, err
+	}
+	if c.Merge, err = boolAttr(attrs, attrMerge, false); err != nil {
+		return Config{}, err
+	}
+	if v, ok := attrs[attrMergeKeep]; ok {
+		// Zero would drop every other writer's results, which is what
+		// merge=false does more cheaply.
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return Config{}, errorf("%s must be a positive duration such as 168h or 72h, got %q", attrMergeKeep, v)
+		}
+		c.MergeKeep = d
 	}
 	if c.Compression, err = enumAttr(attrs, attrCompression, "uncompressed", "gzip", "estargz", "zstd"); err != nil {
 		return Config{}, err
@@ -286,6 +301,8 @@ func (c Config) Attrs() map[string]string {
 	setIf(attrDisableAcceptEncoding, "true", c.DisableAcceptEncoding)
 	setIf(attrMode, c.Mode, c.Mode != "")
 	setIf(attrIgnoreError, "true", c.IgnoreError)
+	setIf(attrMerge, "true", c.Merge)
+	setIf(attrMergeKeep, c.MergeKeep.String(), c.MergeKeep != DefaultMergeKeep)
 	setIf(attrCompression, c.Compression, c.Compression != "")
 	if c.CompressionLevel != nil {
 		m[attrCompressionLevel] = strconv.Itoa(*c.CompressionLevel)

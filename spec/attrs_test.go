@@ -37,6 +37,7 @@ func defaults() Config {
 		ManifestsPrefix:   "manifests/",
 		UploadParallelism: 4,
 		TouchRefresh:      24 * time.Hour,
+		MergeKeep:         168 * time.Hour,
 	}
 }
 
@@ -93,6 +94,10 @@ func TestFromAttrsValid(t *testing.T) {
 		{"mode max", attrs("mode", "max"), func(c *Config) { c.Mode = "max" }},
 		{"ignore-error", attrs("ignore-error", "true"), func(c *Config) { c.IgnoreError = true }},
 		{"ignore-error false", attrs("ignore-error", "false"), func(*Config) {}},
+		{"merge", attrs("merge", "true"), func(c *Config) { c.Merge = true }},
+		{"merge false", attrs("merge", "0"), func(*Config) {}},
+		{"merge_keep", attrs("merge", "true", "merge_keep", "72h"), func(c *Config) { c.Merge, c.MergeKeep = true, 72*time.Hour }},
+		{"merge_keep minutes", attrs("merge_keep", "90m"), func(c *Config) { c.MergeKeep = 90 * time.Minute }},
 		{"compression uncompressed", attrs("compression", "uncompressed"), func(c *Config) { c.Compression = "uncompressed" }},
 		{"compression gzip", attrs("compression", "gzip"), func(c *Config) { c.Compression = "gzip" }},
 		{"compression estargz", attrs("compression", "estargz"), func(c *Config) { c.Compression = "estargz" }},
@@ -173,6 +178,12 @@ func TestFromAttrsInvalid(t *testing.T) {
 		{"mode empty", attrs("mode", ""), []string{"mode must be one of", `got ""`}},
 		{"ignore-error bad", attrs("ignore-error", "maybe"), []string{"ignore-error must be a boolean", `got "maybe"`}},
 		{"ignore-error empty", attrs("ignore-error", ""), []string{"ignore-error must be a boolean", `got ""`}},
+		{"merge bad", attrs("merge", "yes"), []string{"merge must be a boolean", `got "yes"`}},
+		{"merge empty", attrs("merge", ""), []string{"merge must be a boolean", `got ""`}},
+		{"merge_keep days", attrs("merge_keep", "7d"), []string{"merge_keep must be a positive duration", `got "7d"`}},
+		{"merge_keep zero", attrs("merge_keep", "0s"), []string{"merge_keep must be a positive duration", `got "0s"`}},
+		{"merge_keep negative", attrs("merge_keep", "-1h"), []string{"merge_keep", `got "-1h"`}},
+		{"merge_keep empty", attrs("merge_keep", ""), []string{"merge_keep", `got ""`}},
 		{"compression unknown", attrs("compression", "lz4"), []string{"compression must be one of uncompressed, gzip, estargz, zstd", `got "lz4"`}},
 		{"compression empty", attrs("compression", ""), []string{"compression must be one of", `got ""`}},
 		{"compression-level non-numeric", attrs("compression-level", "best"), []string{"compression-level must be an integer", `got "best"`}},
@@ -337,6 +348,8 @@ func TestAttrsRoundTrip(t *testing.T) {
 		attrs("touch_refresh", "1h30m", "upload_parallelism", "4"),
 		attrs("access_key_id", "AKIAEXAMPLE", "secret_access_key", testSecret, "session_token", testToken),
 		attrs("mode", "max", "ignore-error", "true", "disable_accept_encoding", "1"),
+		attrs("merge", "true", "merge_keep", "36h"),
+		attrs("merge", "true", "merge_keep", "168h"),
 		attrs("compression", "zstd", "compression-level", "0", "force-compression", ""),
 		attrs("compression", "gzip", "compression-level", "-3", "force-compression", "false"),
 	}

@@ -10,6 +10,7 @@ const (
 	DefaultManifestsPrefix   = "manifests/"
 	DefaultUploadParallelism = 4
 	DefaultTouchRefresh      = 24 * time.Hour
+	DefaultMergeKeep         = 168 * time.Hour
 )
 
 // Entry is one parsed --cache-to/--cache-from value of any type, as buildx
@@ -43,6 +44,12 @@ type Config struct {
 
 	Mode        string // "", "min" or "max" (cache-to); "" means BuildKit's default, min
 	IgnoreError bool   // cache-to: a failed export warns instead of failing the build
+
+	// cache-to: merge this export's records into the manifest already
+	// under each name instead of replacing it, dropping other writers'
+	// results older than MergeKeep.
+	Merge     bool
+	MergeKeep time.Duration
 
 	// Layer compression of the exported blobs, as BuildKit's registry cache.
 	Compression      string // "", "uncompressed", "gzip", "estargz" or "zstd"

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 func secretConfig() Config {
@@ -27,7 +28,7 @@ func TestString(t *testing.T) {
 			"type=s3,region=us-east-1,bucket=my-bucket,name=buildkit,endpoint_url=,use_path_style=false," +
 				"prefix=,blobs_prefix=blobs/,manifests_prefix=manifests/,upload_parallelism=4,touch_refresh=24h0m0s," +
 				"access_key_id=,secret_access_key=,session_token=,retry_mode=,retry_max_attempts=0," +
-				"disable_accept_encoding=false,mode=,ignore-error=false,compression=,compression-level=,force-compression=false"},
+				"disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,compression=,compression-level=,force-compression=false"},
 		{"everything set", func(c *Config) {
 			*c = secretConfig()
 			c.Names = []string{"a", "b"}
@@ -35,17 +36,18 @@ func TestString(t *testing.T) {
 			c.UsePathStyle, c.DisableAcceptEncoding, c.IgnoreError, c.ForceCompression = true, true, true, true
 			c.Prefix, c.BlobsPrefix, c.ManifestsPrefix = "p/", "", "m/"
 			c.UploadParallelism, c.TouchRefresh = 2, 0
+			c.Merge, c.MergeKeep = true, 72*time.Hour
 			c.RetryMode, c.RetryMaxAttempts, c.Mode, c.Compression = "standard", 3, "max", "zstd"
 		},
 			"type=s3,region=us-east-1,bucket=my-bucket,name=a;b,endpoint_url=https://s3.example,use_path_style=true," +
 				"prefix=p/,blobs_prefix=,manifests_prefix=m/,upload_parallelism=2,touch_refresh=0s," +
 				"access_key_id=AKIAEXAMPLE,secret_access_key=<redacted>,session_token=<redacted>,retry_mode=standard,retry_max_attempts=3," +
-				"disable_accept_encoding=true,mode=max,ignore-error=true,compression=zstd,compression-level=3,force-compression=true"},
+				"disable_accept_encoding=true,mode=max,ignore-error=true,merge=true,merge_keep=72h0m0s,compression=zstd,compression-level=3,force-compression=true"},
 		{"awkward values quoted", func(c *Config) { c.Prefix = "a,b"; c.Bucket = "x\ny" },
 			`type=s3,region=us-east-1,bucket="x\ny",name=buildkit,endpoint_url=,use_path_style=false,` +
 				`prefix="a,b",blobs_prefix=blobs/,manifests_prefix=manifests/,upload_parallelism=4,touch_refresh=24h0m0s,` +
 				`access_key_id=,secret_access_key=,session_token=,retry_mode=,retry_max_attempts=0,` +
-				`disable_accept_encoding=false,mode=,ignore-error=false,compression=,compression-level=,force-compression=false`},
+				`disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,compression=,compression-level=,force-compression=false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

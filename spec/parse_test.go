@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseEntry(t *testing.T) {
@@ -136,7 +137,7 @@ func TestParse(t *testing.T) {
 		in := `type=s3,region=eu-central-1,bucket=cache,"name=app;base",endpoint_url=http://minio:9000,use_path_style=true,` +
 			`prefix=ci/,blobs_prefix=b/,manifests_prefix=m/,upload_parallelism=8,touch_refresh=12h,` +
 			`access_key_id=AKIAEXAMPLE,secret_access_key=` + testSecret + `,retry_mode=adaptive,retry_max_attempts=5,` +
-			`disable_accept_encoding=true,mode=max,ignore-error=true,compression=zstd,compression-level=3,force-compression=true`
+			`disable_accept_encoding=true,mode=max,ignore-error=true,merge=true,merge_keep=72h,compression=zstd,compression-level=3,force-compression=true`
 		got, err := Parse(in)
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +149,7 @@ func TestParse(t *testing.T) {
 			UploadParallelism: 8, TouchRefresh: 12 * 60 * 60 * 1e9,
 			AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: testSecret,
 			RetryMode: "adaptive", RetryMaxAttempts: 5, DisableAcceptEncoding: true,
-			Mode: "max", IgnoreError: true,
+			Mode: "max", IgnoreError: true, Merge: true, MergeKeep: 72 * time.Hour,
 			Compression: "zstd", CompressionLevel: intPtr(3), ForceCompression: true,
 		}
 		if !reflect.DeepEqual(got, want) {

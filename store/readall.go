@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -17,13 +18,30 @@ const readAllAttempts = 3
 // object rewritten meanwhile is never spliced from two versions. (Failed
 // requests are the SDK retryer's business, not retried here.)
 func ReadAll(ctx context.Context, st Store, key string, limit int64) ([]byte, error) {
+	data, _, err := readAll(ctx, key, limit, func() (io.ReadCloser, string, error) {
+		body, err := st.Get(ctx, key, 0, -1)
+		return body, "", err
+	})
+	return data, err
+}
+
+// ReadAllVersion is ReadAll with the object's ETag, for a later PutIf:
+// the ETag of the response the bytes came from, also when the object is
+// too large (ErrTooLarge).
+func ReadAllVersion(ctx context.Context, st Store, key string, limit int64) ([]byte, string, error) {
+	return readAll(ctx, key, limit, func() (io.ReadCloser, string, error) {
+		return st.GetVersion(ctx, key)
+	})
+}
+
+func readAll(ctx context.Context, key string, limit int64, open func() (io.ReadCloser, string, error)) ([]byte, string, error) {
 	if limit < 0 || limit == math.MaxInt64 {
-		return nil, fmt.Errorf("read %s: invalid limit %d", key, limit)
+		return nil, "", fmt.Errorf("read %s: invalid limit %d", key, limit)
 	}
 	for attempt := 1; ; attempt++ {
-		body, err := st.Get(ctx, key, 0, -1)
+		body, etag, err := open()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		data, err := io.ReadAll(io.LimitReader(body, limit+1))
 		_ = body.Close()
@@ -31,11 +49,15 @@ func ReadAll(ctx context.Context, st Store, key string, limit int64) ([]byte, er
 			if attempt < readAllAttempts && ctx.Err() == nil {
 				continue
 			}
-			return nil, fmt.Errorf("read %s (%d attempts): %w", key, attempt, err)
+			return nil, "", fmt.Errorf("read %s (%d attempts): %w", key, attempt, err)
 		}
 		if int64(len(data)) > limit {
-			return nil, fmt.Errorf("read %s: object is larger than the limit of %d bytes", key, limit)
+			return nil, etag, fmt.Errorf("read %s: object is larger than the limit of %d bytes: %w", key, limit, ErrTooLarge)
 		}
-		return data, nil
+		return data, etag, nil
 	}
 }
+
+// ErrTooLarge is the condition of an object read whole that is larger
+// than the caller's limit.
+var ErrTooLarge = errors.New("object too large")

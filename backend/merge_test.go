@@ -1,0 +1,308 @@
+package backend_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/internal/testutil/cachetest"
+	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/spec"
+	"github.com/s3cache/s3cache/store"
+	"github.com/s3cache/s3cache/store/storetest"
+)
+
+var mergeLayout = store.Layout{BlobsPrefix: spec.DefaultBlobsPrefix, ManifestsPrefix: spec.DefaultManifestsPrefix}
+
+// memOptions are exporter options on one in-memory bucket behind a spy.
+func memOptions(spy *storetest.Spy, logs *logLines) backend.Options {
+	return backend.Options{
+		NewStore: func(context.Context, spec.Config) (store.Store, error) { return spy, nil },
+		Logf:     logs.logf,
+	}
+}
+
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) logf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+}
+
+func (l *logLines) matching(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func mergeAttrs(t *testing.T, extra string) map[string]string {
+	s := "region=us-east-1,bucket=b,name=main"
+	if extra != "" {
+		s += "," + extra
+	}
+	return cachetest.Attrs(t, s)
+}
+
+// importedSteps is stepsOf as the importer hands the manifest to BuildKit:
+// the blobs that end a result chain of the imported cache chains.
+func importedSteps(t *testing.T, opts backend.Options) map[digest.Digest]bool {
+	t.Helper()
+	imp, _, err := backend.ResolveCacheImporterFunc(opts)(t.Context(), nil, mergeAttrs(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := imp.(*backend.Importer).Load(t.Context())
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	cfg, _, err := cc.Marshal(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[digest.Digest]bool{}
+	for _, r := range cfg.Records {
+		for _, res := range r.Results {
+			out[cfg.Layers[res.LayerIndex].Blob] = true
+		}
+	}
+	return out
+}
+
+// stepsOf is the steps of cachetest exports a manifest holds a result
+// for, by the blob of their last layer: the records whose chain ends on it.
+func stepsOf(t *testing.T, st store.Store, name string) map[digest.Digest]bool {
+	t.Helper()
+	dt, err := store.ReadAll(context.Background(), st, mergeLayout.ManifestKey(name), manifest.DefaultMaxSize)
+	if err != nil {
+		t.Fatalf("read manifest %s: %v", name, err)
+	}
+	var cfg cacheimporttypes.CacheConfig
+	if err := manifest.Decode(dt, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, problems, err := manifest.Sanitize(cfg); err != nil || len(problems) > 0 {
+		t.Fatalf("manifest %s is not clean: %v %v", name, err, problems)
+	}
+	out := map[digest.Digest]bool{}
+	for _, r := range cfg.Records {
+		for _, res := range r.Results {
+			out[cfg.Layers[res.LayerIndex].Blob] = true
+		}
+	}
+	return out
+}
+
+func requireSteps(t *testing.T, got map[digest.Digest]bool, want []cachetest.Layer, has bool) {
+	t.Helper()
+	for _, l := range want {
+		if got[l.Desc.Digest] != has {
+			t.Errorf("manifest has a result on %s: %t, want %t", l.Desc.Digest, got[l.Desc.Digest], has)
+		}
+	}
+}
+
+// Two exports racing to one name with merge=true: one's conditional write
+// is held until the other has written, is refused (412), and the export
+// reads again and merges: the manifest holds the steps of both.
+func TestMergeRacingExportsKeepBothRecords(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	logs := &logLines{}
+	f := cachetest.New()
+	a, b := f.Layers(t, 100, 200), f.Layers(t, 300, 400, 500)
+
+	second := make(chan struct{})
+	var puts, done, refused atomic.Int32
+	spy.Before = func(ctx context.Context, op storetest.Op, key string) error {
+		if op == storetest.OpPutIf && puts.Add(1) == 1 {
+			select {
+			case <-second:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	spy.After = func(op storetest.Op, key string, err error) error {
+		if op == storetest.OpPutIf {
+			if errors.Is(err, store.ErrPreconditionFailed) {
+				refused.Add(1)
+			}
+			if done.Add(1) == 1 {
+				close(second)
+			}
+		}
+		return err
+	}
+	opts := memOptions(spy, logs)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, ls := range [][]cachetest.Layer{a, b} {
+		wg.Go(func() { errs[i] = f.ExportE(t.Context(), opts, mergeAttrs(t, "merge=true"), ls...) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused.Load() != 1 || spy.Count(storetest.OpPutIf) != 3 {
+		t.Fatalf("%d conditional writes, %d refused; want 3, 1 refused", spy.Count(storetest.OpPutIf), refused.Load())
+	}
+	if spy.Count(storetest.OpPut) != len(a)+len(b) {
+		t.Errorf("%d plain PUTs, want one per blob (%d) and no manifest", spy.Count(storetest.OpPut), len(a)+len(b))
+	}
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, true)
+	requireSteps(t, steps, b, true)
+	imported := importedSteps(t, opts)
+	requireSteps(t, imported, a, true)
+	requireSteps(t, imported, b, true)
+	if lines := logs.matching(""); len(lines) > 0 {
+		t.Errorf("warnings: %q", lines)
+	}
+}
+
+// merge=false is upstream's behaviour: the last writer wins.
+func TestMergeFalseLastWriterWins(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	a, b := f.Layers(t, 100), f.Layers(t, 200)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, ""), a...)
+	f.Export(t, opts, mergeAttrs(t, ""), b...)
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, false)
+	requireSteps(t, steps, b, true)
+	if n := spy.Count(storetest.OpPutIf) + spy.Count(storetest.OpGetVersion); n != 0 {
+		t.Errorf("merge=false made %d conditional requests", n)
+	}
+}
+
+// Sequential exports merge too; an export of the same steps again adds
+// nothing; other writers' steps survive.
+func TestMergeSequentialExports(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	a, b := f.Layers(t, 100, 101), f.Layers(t, 200)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), a...)
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), b...)
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), b...)
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, true)
+	requireSteps(t, steps, b, true)
+}
+
+// A writer that keeps losing gives up after a bounded number of rounds,
+// failing the export (ignore-error then applies).
+func TestMergeGivesUp(t *testing.T) {
+	backend.FastMergeBackoff(t, time.Millisecond)
+	spy := storetest.NewSpy(storetest.NewMemory())
+	spy.After = func(op storetest.Op, key string, err error) error {
+		if op == storetest.OpPutIf {
+			return fmt.Errorf("always changed: %w", store.ErrPreconditionFailed)
+		}
+		return err
+	}
+	f := cachetest.New()
+	err := f.ExportE(t.Context(), memOptions(spy, &logLines{}), mergeAttrs(t, "merge=true"), f.Layers(t, 100)...)
+	if err == nil || !strings.Contains(err.Error(), "times in a row") || !errors.Is(err, store.ErrPreconditionFailed) {
+		t.Fatalf("export: %v, want a failure after losing every round", err)
+	}
+	if n := spy.Count(storetest.OpPutIf); n != backend.MergeAttempts {
+		t.Fatalf("%d conditional writes, want %d", n, backend.MergeAttempts)
+	}
+}
+
+// A store that refuses conditional writes: one warning naming its
+// answer, and the merged manifest written without a condition under
+// every name.
+func TestMergeFallsBackToOverwrite(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	logs := &logLines{}
+	f := cachetest.New()
+	a, b := f.Layers(t, 100), f.Layers(t, 200)
+	opts := memOptions(spy, logs)
+	f.Export(t, opts, cachetest.Attrs(t, "region=us-east-1,bucket=b,name=x;y"), a...)
+	spy.After = func(op storetest.Op, key string, err error) error {
+		if op == storetest.OpPutIf {
+			return fmt.Errorf("s3 conditional put %s: %w: api error NotImplemented: A header you provided implies functionality that is not implemented", key, store.ErrConditionalNotSupported)
+		}
+		return err
+	}
+	f.Export(t, opts, cachetest.Attrs(t, "region=us-east-1,bucket=b,name=x;y,merge=true"), b...)
+	warnings := logs.matching("refused a conditional write")
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "NotImplemented") {
+		t.Fatalf("warnings %q, want one naming the store's answer", logs.matching(""))
+	}
+	for _, name := range []string{"x", "y"} {
+		steps := stepsOf(t, spy, name)
+		requireSteps(t, steps, a, true)
+		requireSteps(t, steps, b, true)
+	}
+}
+
+// Blobs only other writers' records name are checked: a record on a blob
+// gone from the bucket is dropped, with the steps after it; those before
+// it stay.
+func TestMergeDropsWhatIsGone(t *testing.T) {
+	mem := storetest.NewMemory()
+	spy := storetest.NewSpy(mem)
+	f := cachetest.New()
+	a, b := f.Layers(t, 100, 101, 102), f.Layers(t, 200)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), a...)
+	if err := mem.Delete(t.Context(), []string{mergeLayout.BlobKey(a[1].Digest())}); err != nil {
+		t.Fatal(err)
+	}
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), b...)
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a[:1], true)
+	requireSteps(t, steps, a[1:], false)
+	requireSteps(t, steps, b, true)
+}
+
+// merge_keep, on the exporter's clock: other writers' results older than
+// the keep go, with their layers; younger ones and the export's own stay.
+func TestMergeKeep(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	a, b := f.Layers(t, 100, 101), f.Layers(t, 200)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), a...)
+
+	later := opts
+	later.Now = func() time.Time { return time.Now().Add(100 * time.Hour) }
+	f.Export(t, later, mergeAttrs(t, "merge=true,merge_keep=120h"), b...)
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, true)
+	requireSteps(t, steps, b, true)
+
+	later.Now = func() time.Time { return time.Now().Add(200 * time.Hour) }
+	f.Export(t, later, mergeAttrs(t, "merge=true,merge_keep=120h"), b...)
+	steps = stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, false)
+	requireSteps(t, steps, b, true)
+	if len(steps) != len(b) {
+		t.Errorf("manifest has results on %d blobs, want %d", len(steps), len(b))
+	}
+}
