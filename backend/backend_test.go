@@ -3,10 +3,10 @@ package backend_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,11 +20,11 @@ import (
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/util/cachedigest"
-	"github.com/moby/buildkit/util/contentutil"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/s3cache/s3cache/backend"
+	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
 	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
@@ -34,38 +34,23 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(miniotest.Main(m)) }
 
-// fixture is a bucket plus the attributes that reach it.
+// fixture is a bucket on the package's MinIO and the attributes that
+// reach it, as the map BuildKit hands a cache backend.
 type fixture struct {
-	srv    *miniotest.Server
-	bucket string
-	attrs  map[string]string
-	store  store.Store
+	*cachetest.Bucket
+	srv   *miniotest.Server
+	attrs map[string]string
 }
 
 func newFixture(t *testing.T, extra map[string]string) *fixture {
 	t.Helper()
-	srv := miniotest.Shared(t)
-	bucket := srv.Bucket(t)
-	attrs := map[string]string{
-		"region":            miniotest.Region,
-		"bucket":            bucket,
-		"endpoint_url":      srv.Endpoint,
-		"use_path_style":    "true",
-		"access_key_id":     miniotest.AccessKey,
-		"secret_access_key": miniotest.SecretKey,
-	}
+	var kv []string
 	for k, v := range extra {
-		attrs[k] = v
+		kv = append(kv, k+"="+v)
 	}
-	cfg, err := spec.FromAttrs(attrs)
-	if err != nil {
-		t.Fatalf("spec: %v", err)
-	}
-	st, err := store.New(context.Background(), cfg, store.Options{})
-	if err != nil {
-		t.Fatalf("store: %v", err)
-	}
-	return &fixture{srv: srv, bucket: bucket, attrs: attrs, store: st}
+	sort.Strings(kv)
+	b := cachetest.NewBucket(t, strings.Join(kv, ","))
+	return &fixture{Bucket: b, srv: miniotest.Shared(t), attrs: cachetest.Attrs(t, b.Spec)}
 }
 
 func (f *fixture) with(kv ...string) map[string]string {
@@ -81,36 +66,14 @@ func (f *fixture) with(kv ...string) map[string]string {
 
 // layer is a blob in a local content store, described as BuildKit describes
 // a compressed layer.
-type layer struct {
-	desc ocispecs.Descriptor
-	data []byte
-}
+type layer = cachetest.Layer
 
+// newLayers makes a layer of random bytes per size, in a content store of
+// their own.
 func newLayers(t *testing.T, sizes ...int) ([]layer, content.InfoReaderProvider) {
 	t.Helper()
-	buf := contentutil.NewBuffer()
-	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	var out []layer
-	for i, size := range sizes {
-		data := make([]byte, size)
-		if _, err := rand.Read(data); err != nil {
-			t.Fatal(err)
-		}
-		desc := ocispecs.Descriptor{
-			MediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-			Digest:    digest.FromBytes(data),
-			Size:      int64(size),
-			Annotations: map[string]string{
-				labels.LabelUncompressed: digest.FromString(fmt.Sprintf("diff-%d-%s", i, digest.FromBytes(data))).String(),
-				"buildkit/createdat":     created.Add(time.Duration(i) * time.Minute).Format(time.RFC3339Nano),
-			},
-		}
-		if err := content.WriteBlob(context.Background(), buf, desc.Digest.String(), bytes.NewReader(data), desc); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, layer{desc: desc, data: data})
-	}
-	return out, buf
+	f := cachetest.New()
+	return f.Layers(t, sizes...), f.Provider()
 }
 
 // addChain records a three-step build: base (layer 0), a step on it
@@ -121,7 +84,7 @@ func addChain(t *testing.T, target solver.CacheExporterTarget, ls []layer, provi
 	remote := func(idx ...int) []solver.CacheExportResult {
 		r := &solver.Remote{Provider: provider}
 		for _, i := range idx {
-			r.Descriptors = append(r.Descriptors, ls[i].desc)
+			r.Descriptors = append(r.Descriptors, ls[i].Desc)
 		}
 		return []solver.CacheExportResult{{CreatedAt: created, Result: r}}
 	}
@@ -225,23 +188,23 @@ func TestRoundTrip(t *testing.T) {
 	ls, provider := newLayers(t, 1000, 70000, 3)
 	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
 
-	manifest := readManifest(t, f.store, "manifests/main")
+	manifest := readManifest(t, f.Store, "manifests/main")
 	if len(manifest.Layers) != 3 || len(manifest.Records) != 3 {
 		t.Fatalf("manifest has %d layers and %d records, want 3 and 3", len(manifest.Layers), len(manifest.Records))
 	}
 	for _, l := range manifest.Layers {
 		var src layer
 		for _, x := range ls {
-			if x.desc.Digest == l.Blob {
+			if x.Desc.Digest == l.Blob {
 				src = x
 			}
 		}
 		a := l.Annotations
-		if a == nil || a.Size != src.desc.Size || a.MediaType != src.desc.MediaType || a.DiffID.String() != src.desc.Annotations[labels.LabelUncompressed] || a.CreatedAt.IsZero() {
+		if a == nil || a.Size != src.Desc.Size || a.MediaType != src.Desc.MediaType || a.DiffID.String() != src.Desc.Annotations[labels.LabelUncompressed] || a.CreatedAt.IsZero() {
 			t.Errorf("layer %s annotations = %+v, want size, mediaType, diffID and createdAt of the descriptor", l.Blob, a)
 		}
-		obj, err := f.store.Stat(context.Background(), "blobs/"+l.Blob.String())
-		if err != nil || obj.Size != src.desc.Size {
+		obj, err := f.Store.Stat(context.Background(), "blobs/"+l.Blob.String())
+		if err != nil || obj.Size != src.Desc.Size {
 			t.Errorf("blob %s in bucket: %+v, %v", l.Blob, obj, err)
 		}
 	}
@@ -251,9 +214,9 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("imported chains differ from the export:\n got: %s\nwant: %s", got, want)
 	}
 	for _, l := range ls {
-		got, err := readBlob(t, descs, l.desc.Digest)
-		if err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s read back: %d bytes, %v; want the %d bytes exported", l.desc.Digest, len(got), err, len(l.data))
+		got, err := readBlob(t, descs, l.Desc.Digest)
+		if err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s read back: %d bytes, %v; want the %d bytes exported", l.Desc.Digest, len(got), err, len(l.Data))
 		}
 	}
 }
@@ -263,13 +226,13 @@ func TestCustomPrefixesAndSeveralNames(t *testing.T) {
 	ls, provider := newLayers(t, 10, 20, 30)
 	attrs := f.with("name", "branch;main", "prefix", "team/", "blobs_prefix", "b/", "manifests_prefix", "m/")
 	export(t, backend.Options{}, attrs, ls, provider)
-	a := readManifest(t, f.store, "team/m/branch")
-	b := readManifest(t, f.store, "team/m/main")
+	a := readManifest(t, f.Store, "team/m/branch")
+	b := readManifest(t, f.Store, "team/m/main")
 	if structure(a) != structure(b) {
 		t.Fatalf("the two names hold different manifests")
 	}
 	for _, l := range ls {
-		if _, err := f.store.Stat(context.Background(), "team/b/"+l.desc.Digest.String()); err != nil {
+		if _, err := f.Store.Stat(context.Background(), "team/b/"+l.Desc.Digest.String()); err != nil {
 			t.Errorf("blob under custom prefix: %v", err)
 		}
 	}
@@ -300,7 +263,7 @@ func TestImportMissingManifestIsEmptyCache(t *testing.T) {
 // countingOptions open a store that counts the operations reaching the
 // bucket.
 func countingOptions(f *fixture) (backend.Options, *storetest.Spy) {
-	cs := storetest.NewSpy(f.store)
+	cs := storetest.NewSpy(f.Store)
 	return backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return cs, nil }}, cs
 }
 
@@ -320,7 +283,7 @@ func TestTouchRefresh(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30)
 	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
-	before, err := f.store.Stat(context.Background(), "blobs/"+ls[1].desc.Digest.String())
+	before, err := f.Store.Stat(context.Background(), "blobs/"+ls[1].Desc.Digest.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +294,7 @@ func TestTouchRefresh(t *testing.T) {
 	if cs.Count(storetest.OpTouch) != 3 || cs.Count(storetest.OpPut) != 1 {
 		t.Fatalf("touch_refresh=0s: %d touches and %d puts, want 3 and 1", cs.Count(storetest.OpTouch), cs.Count(storetest.OpPut))
 	}
-	after, err := f.store.Stat(context.Background(), "blobs/"+ls[1].desc.Digest.String())
+	after, err := f.Store.Stat(context.Background(), "blobs/"+ls[1].Desc.Digest.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +307,7 @@ func TestMissingBlobCostsOnlyItsResults(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30)
 	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
-	if err := f.store.Delete(context.Background(), []string{"blobs/" + ls[1].desc.Digest.String()}); err != nil {
+	if err := f.Store.Delete(context.Background(), []string{"blobs/" + ls[1].Desc.Digest.String()}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -355,18 +318,18 @@ func TestMissingBlobCostsOnlyItsResults(t *testing.T) {
 		warnings = append(warnings, fmt.Sprintf(format, args...))
 	}}
 	imported, descs := load(t, opts, f.with("name", "main"))
-	if _, ok := descs[ls[1].desc.Digest]; ok {
+	if _, ok := descs[ls[1].Desc.Digest]; ok {
 		t.Errorf("imported chains still use the deleted blob")
 	}
 	for _, i := range []int{0, 2} {
-		if _, ok := descs[ls[i].desc.Digest]; !ok {
+		if _, ok := descs[ls[i].Desc.Digest]; !ok {
 			t.Errorf("intact blob %d lost from the import", i)
 		}
 	}
 	if len(imported.Records) == 0 {
 		t.Errorf("every record was dropped; only run-a needed the deleted blob")
 	}
-	if !strings.Contains(strings.Join(warnings, "\n"), ls[1].desc.Digest.String()) {
+	if !strings.Contains(strings.Join(warnings, "\n"), ls[1].Desc.Digest.String()) {
 		t.Errorf("no warning names the missing blob; warnings: %q", warnings)
 	}
 }
@@ -376,11 +339,11 @@ func TestReadDetectsBlobWithWrongBytes(t *testing.T) {
 	ls, provider := newLayers(t, 10, 5000, 30)
 	export(t, backend.Options{}, f.with("name", "main"), ls, provider)
 	other := bytes.Repeat([]byte{'x'}, 5000)
-	if err := f.store.Put(context.Background(), "blobs/"+ls[1].desc.Digest.String(), store.BytesBody(other)); err != nil {
+	if err := f.Store.Put(context.Background(), "blobs/"+ls[1].Desc.Digest.String(), store.BytesBody(other)); err != nil {
 		t.Fatal(err)
 	}
 	_, descs := load(t, backend.Options{}, f.with("name", "main"))
-	_, err := readBlob(t, descs, ls[1].desc.Digest)
+	_, err := readBlob(t, descs, ls[1].Desc.Digest)
 	if err == nil || !strings.Contains(err.Error(), "does not match its digest") {
 		t.Fatalf("reading a blob whose bytes were replaced: err = %v, want a digest mismatch", err)
 	}
@@ -415,7 +378,7 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 	ls, provider := newLayers(t, 10, 20, 30, 40, 50, 60, 70, 80)
 	var uploads concurrency
 	// Measures how many blob uploads run at once.
-	gate := storetest.NewSpy(f.store)
+	gate := storetest.NewSpy(f.Store)
 	gate.Before = func(_ context.Context, op storetest.Op, key string) error {
 		if op == storetest.OpPut && strings.HasPrefix(key, "blobs/") {
 			uploads.hold(50 * time.Millisecond)
@@ -433,7 +396,7 @@ func TestUploadParallelismIsHonoured(t *testing.T) {
 		if prev != nil {
 			deps = [][]solver.CacheLink{{{Src: prev}}}
 		}
-		rec, _, err := exp.Add(digest.FromString(fmt.Sprint("step", i)), deps, []solver.CacheExportResult{{CreatedAt: time.Now(), Result: &solver.Remote{Descriptors: []ocispecs.Descriptor{ls[i].desc}, Provider: provider}}})
+		rec, _, err := exp.Add(digest.FromString(fmt.Sprint("step", i)), deps, []solver.CacheExportResult{{CreatedAt: time.Now(), Result: &solver.Remote{Descriptors: []ocispecs.Descriptor{ls[i].Desc}, Provider: provider}}})
 		if err != nil {
 			t.Fatal(err)
 		}

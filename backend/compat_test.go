@@ -31,15 +31,15 @@ func TestUpstreamExportReadsBack(t *testing.T) {
 		t.Fatalf("upstream finalize: %v", err)
 	}
 
-	theirs := readManifest(t, f.store, "up/manifests/upstream")
+	theirs := readManifest(t, f.Store, "up/manifests/upstream")
 	imported, descs := load(t, backend.Options{}, f.with("name", "upstream", "prefix", "up/"))
 	if got, want := structure(*imported), structure(theirs); got != want {
 		t.Fatalf("our import of upstream's export differs:\n got: %s\nwant: %s", got, want)
 	}
 	for _, l := range ls {
-		got, err := readBlob(t, descs, l.desc.Digest)
-		if err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("upstream blob %s read back: %d bytes, %v", l.desc.Digest, len(got), err)
+		got, err := readBlob(t, descs, l.Desc.Digest)
+		if err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("upstream blob %s read back: %d bytes, %v", l.Desc.Digest, len(got), err)
 		}
 	}
 }
@@ -59,11 +59,11 @@ func TestManifestBytesMatchUpstream(t *testing.T) {
 	}
 	export(t, backend.Options{}, f.with("name", "ours"), ls, provider)
 
-	theirs, err := store.ReadAll(ctx, f.store, "manifests/upstream", 1<<20)
+	theirs, err := store.ReadAll(ctx, f.Store, "manifests/upstream", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err := store.ReadAll(ctx, f.store, "manifests/ours", 1<<20)
+	ours, err := store.ReadAll(ctx, f.Store, "manifests/ours", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,7 @@ func runConcurrently(t *testing.T, opts backend.Options, f *fixture, bs []builde
 // manifestBlobs is the set of blobs a manifest names.
 func manifestBlobs(t *testing.T, f *fixture, name string) map[digest.Digest]bool {
 	t.Helper()
-	m := readManifest(t, f.store, "manifests/"+name)
+	m := readManifest(t, f.Store, "manifests/"+name)
 	out := map[digest.Digest]bool{}
 	for _, l := range m.Layers {
 		out[l.Blob] = true
@@ -121,7 +121,7 @@ func chainOf(bs []builder, blobs map[digest.Digest]bool) int {
 		}
 		all := true
 		for _, l := range b.ls {
-			all = all && blobs[l.desc.Digest]
+			all = all && blobs[l.Desc.Digest]
 		}
 		if all {
 			return i
@@ -199,7 +199,7 @@ func TestConcurrentNamesSharingBlobs(t *testing.T) {
 	}
 	// The shared layers kept their annotations in every manifest.
 	for _, b := range bs {
-		m := readManifest(t, f.store, "manifests/"+b.name)
+		m := readManifest(t, f.Store, "manifests/"+b.name)
 		for _, l := range m.Layers {
 			if l.Annotations == nil || l.Annotations.DiffID.String() == "" {
 				t.Fatalf("manifests/%s: layer %s lost its annotations", b.name, l.Blob)

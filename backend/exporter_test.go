@@ -22,14 +22,14 @@ func TestExportUploadsFromLocalBlobFiles(t *testing.T) {
 	ls, provider := newLayers(t, 1000, 70000, 3)
 	dir := t.TempDir()
 	for i, l := range ls {
-		data := l.data
+		data := l.Data
 		if i == 1 {
 			data = data[:len(data)-1] // not the blob: passed over
 		}
 		if i == 2 {
 			continue // no file: the provider's bytes
 		}
-		if err := os.WriteFile(filepath.Join(dir, l.desc.Digest.Encoded()), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, l.Desc.Digest.Encoded()), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -44,12 +44,12 @@ func TestExportUploadsFromLocalBlobFiles(t *testing.T) {
 	export(t, opts, f.with("name", "main"), ls, provider)
 
 	for _, l := range ls {
-		if !asked[l.desc.Digest] {
-			t.Errorf("the export did not look for a local file of blob %s", l.desc.Digest)
+		if !asked[l.Desc.Digest] {
+			t.Errorf("the export did not look for a local file of blob %s", l.Desc.Digest)
 		}
-		got, err := store.ReadAll(context.Background(), f.store, "blobs/"+l.desc.Digest.String(), 1<<20)
-		if err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s in the bucket: %d bytes, %v; want the %d bytes of the blob", l.desc.Digest, len(got), err, len(l.data))
+		got, err := store.ReadAll(context.Background(), f.Store, "blobs/"+l.Desc.Digest.String(), 1<<20)
+		if err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s in the bucket: %d bytes, %v; want the %d bytes of the blob", l.Desc.Digest, len(got), err, len(l.Data))
 		}
 	}
 }

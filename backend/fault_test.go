@@ -61,7 +61,7 @@ func tryLoad(t *testing.T, opts backend.Options, attrs map[string]string) (*back
 func requireBucketConsistent(t *testing.T, f *fixture) {
 	t.Helper()
 	ctx := context.Background()
-	st := f.store.(*store.S3)
+	st := f.Store.(*store.S3)
 	report, err := inventory.Verify(ctx, st, st.Layout(), inventory.VerifyOptions{All: true, Deep: true}, inventory.Options{})
 	if err != nil {
 		if report != nil {
@@ -69,7 +69,7 @@ func requireBucketConsistent(t *testing.T, f *fixture) {
 		}
 		t.Fatalf("verify bucket: %v", err)
 	}
-	out, err := f.srv.Client("").ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &f.bucket})
+	out, err := f.srv.Client("").ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &f.Name})
 	if err != nil {
 		t.Fatalf("list multipart uploads: %v", err)
 	}
@@ -80,7 +80,7 @@ func requireBucketConsistent(t *testing.T, f *fixture) {
 
 func manifestBytes(t *testing.T, f *fixture, name string) []byte {
 	t.Helper()
-	dt, err := store.ReadAll(context.Background(), f.store, "manifests/"+name, 1<<20)
+	dt, err := store.ReadAll(context.Background(), f.Store, "manifests/"+name, 1<<20)
 	if err != nil {
 		t.Fatalf("read manifest %s: %v", name, err)
 	}
@@ -135,7 +135,7 @@ func TestFaultExportPermanentBlobFailureKeepsPreviousManifest(t *testing.T) {
 
 	p, attrs := viaProxy(t, f, "name", "main", "retry_max_attempts", "2")
 	ls, provider := newLayers(t, 100, 200, 300)
-	bad := ls[1].desc.Digest.String()
+	bad := ls[1].Desc.Digest.String()
 	p.AddFault(proxytest.InternalError("PUT", bad, 0))
 	err := tryExport(context.Background(), t, testOptions(), attrs, ls, provider)
 	if err == nil || !strings.Contains(err.Error(), bad) {
@@ -211,9 +211,9 @@ func TestFaultImportResumesBrokenBlobBodies(t *testing.T) {
 	p.AddFault(proxytest.Fault{Kind: proxytest.ResetResponse, Method: "GET", Key: "/blobs/", Bytes: 40000, Times: 2})
 	_, descs := load(t, backend.Options{}, attrs)
 	for _, l := range ls {
-		got, err := readBlob(t, descs, l.desc.Digest)
-		if err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s through broken bodies: %d bytes, %v; want the %d bytes exported", l.desc.Digest, len(got), err, len(l.data))
+		got, err := readBlob(t, descs, l.Desc.Digest)
+		if err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s through broken bodies: %d bytes, %v; want the %d bytes exported", l.Desc.Digest, len(got), err, len(l.Data))
 		}
 	}
 	if n := countFaulted(p); n != 4 {
@@ -240,18 +240,18 @@ func TestFaultImportBrokenForGoodFailsCleanly(t *testing.T) {
 		export(t, backend.Options{}, f.with("name", "main"), ls, provider)
 
 		p, attrs := viaProxy(t, f, "name", "main")
-		bad := ls[1].desc.Digest.String()
+		bad := ls[1].Desc.Digest.String()
 		p.AddFault(proxytest.Fault{Kind: kind, Method: "GET", Key: bad, Bytes: 1000})
 		_, descs := load(t, backend.Options{}, attrs)
-		got, err := readBlob(t, descs, ls[1].desc.Digest)
+		got, err := readBlob(t, descs, ls[1].Desc.Digest)
 		if err == nil || !strings.Contains(err.Error(), bad) {
 			t.Fatalf("%v: blob whose body always breaks: %d bytes, err %v; want an error naming it", kind, len(got), err)
 		}
-		if !bytes.HasPrefix(ls[1].data, got) {
+		if !bytes.HasPrefix(ls[1].Data, got) {
 			t.Fatalf("%v: the failed read yielded bytes that are not the blob's", kind)
 		}
 		for _, i := range []int{0, 2} {
-			if got, err := readBlob(t, descs, ls[i].desc.Digest); err != nil || !bytes.Equal(got, ls[i].data) {
+			if got, err := readBlob(t, descs, ls[i].Desc.Digest); err != nil || !bytes.Equal(got, ls[i].Data) {
 				t.Errorf("%v: intact blob %d: %d bytes, %v", kind, i, len(got), err)
 			}
 		}
@@ -291,8 +291,8 @@ func TestFaultImportRetriesTransientErrors(t *testing.T) {
 		t.Fatalf("imported %d records, want 3", len(imported.Records))
 	}
 	for _, l := range ls {
-		if got, err := readBlob(t, descs, l.desc.Digest); err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s: %d bytes, %v", l.desc.Digest, len(got), err)
+		if got, err := readBlob(t, descs, l.Desc.Digest); err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s: %d bytes, %v", l.Desc.Digest, len(got), err)
 		}
 	}
 	p.RequireRetried(t, "GET")
@@ -319,15 +319,15 @@ func TestFaultImportBucketDisappears(t *testing.T) {
 	_, descs := load(t, backend.Options{}, attrs)
 	gone := p.AddFault(proxytest.NoSuchBucket())
 	for _, l := range ls {
-		got, err := readBlob(t, descs, l.desc.Digest)
+		got, err := readBlob(t, descs, l.Desc.Digest)
 		if err == nil || !errors.Is(err, store.ErrNotFound) || len(got) != 0 {
-			t.Errorf("blob %s read from a vanished bucket: %d bytes, %v; want a not-found error", l.desc.Digest, len(got), err)
+			t.Errorf("blob %s read from a vanished bucket: %d bytes, %v; want a not-found error", l.Desc.Digest, len(got), err)
 		}
 	}
 
 	_, err := tryLoad(t, backend.Options{}, attrs)
-	if err == nil || !strings.Contains(err.Error(), f.bucket) || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("import from a vanished bucket: err = %v, want one saying bucket %s does not exist", err, f.bucket)
+	if err == nil || !strings.Contains(err.Error(), f.Name) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("import from a vanished bucket: err = %v, want one saying bucket %s does not exist", err, f.Name)
 	}
 	p.RemoveFault(gone)
 	if _, err := tryLoad(t, backend.Options{}, attrs); err != nil {
@@ -342,8 +342,8 @@ func TestFaultExportBucketDisappears(t *testing.T) {
 	p.AddFault(proxytest.NoSuchBucket())
 	ls, provider := newLayers(t, 10, 20, 30)
 	err := tryExport(context.Background(), t, backend.Options{}, attrs, ls, provider)
-	if err == nil || !strings.Contains(err.Error(), `bucket "`+f.bucket+`" does not exist`) {
-		t.Fatalf("export to a vanished bucket: err = %v, want one saying bucket %s does not exist", err, f.bucket)
+	if err == nil || !strings.Contains(err.Error(), `bucket "`+f.Name+`" does not exist`) {
+		t.Fatalf("export to a vanished bucket: err = %v, want one saying bucket %s does not exist", err, f.Name)
 	}
 	if n := countRequests(p, "PUT", ""); n != 0 {
 		t.Errorf("%d uploads tried after the listing said the bucket is gone", n)
@@ -361,8 +361,8 @@ func TestFaultLatency(t *testing.T) {
 	}
 	_, descs := load(t, backend.Options{}, attrs)
 	for _, l := range ls {
-		if got, err := readBlob(t, descs, l.desc.Digest); err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s: %d bytes, %v", l.desc.Digest, len(got), err)
+		if got, err := readBlob(t, descs, l.Desc.Digest); err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s: %d bytes, %v", l.Desc.Digest, len(got), err)
 		}
 	}
 	requireBucketConsistent(t, f)
@@ -393,8 +393,8 @@ func TestFaultListingCutShortFallsBackToHeads(t *testing.T) {
 		t.Fatalf("imported %d records with a broken listing, want 3", len(imported.Records))
 	}
 	for _, l := range ls {
-		if got, err := readBlob(t, descs, l.desc.Digest); err != nil || !bytes.Equal(got, l.data) {
-			t.Errorf("blob %s: %d bytes, %v", l.desc.Digest, len(got), err)
+		if got, err := readBlob(t, descs, l.Desc.Digest); err != nil || !bytes.Equal(got, l.Data) {
+			t.Errorf("blob %s: %d bytes, %v", l.Desc.Digest, len(got), err)
 		}
 	}
 	if countRequests(p, "HEAD", "/blobs/") == 0 || countFaulted(p) == 0 {

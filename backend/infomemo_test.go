@@ -53,14 +53,14 @@ func TestExportAsksContentStoreOncePerBlob(t *testing.T) {
 	for i := range n {
 		r := &solver.Remote{Provider: infoCounter{provider, &calls}}
 		for _, l := range ls[:i+1] {
-			r.Descriptors = append(r.Descriptors, l.desc)
+			r.Descriptors = append(r.Descriptors, l.Desc)
 		}
 		results := []solver.CacheExportResult{{CreatedAt: created, Result: r}}
 		var deps [][]solver.CacheLink
 		dgst := rootRecordDigest(t, digest.FromString("base"))
 		if prev != nil {
 			deps = [][]solver.CacheLink{{{Src: prev}}}
-			dgst = digest.FromString(ls[i].desc.Digest.String())
+			dgst = digest.FromString(ls[i].Desc.Digest.String())
 		}
 		rec, _, err := exp.Add(dgst, deps, results)
 		if err != nil {
@@ -85,7 +85,7 @@ func TestExportAsksContentStoreOncePerBlob(t *testing.T) {
 func TestExportsListInsteadOfHEADs(t *testing.T) {
 	f := newFixture(t, nil)
 	ls, provider := newLayers(t, 10, 20, 30)
-	hc := storetest.NewSpy(f.store)
+	hc := storetest.NewSpy(f.Store)
 	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return hc, nil }}
 	for _, run := range []string{"cold", "warm"} {
 		hc.Reset()
@@ -99,8 +99,8 @@ func TestExportsListInsteadOfHEADs(t *testing.T) {
 		t.Fatalf("manifest has %d layers, want 3", len(cfg.Layers))
 	}
 	for _, l := range ls {
-		if _, err := readBlob(t, descs, l.desc.Digest); err != nil {
-			t.Fatalf("blob %s: %v", l.desc.Digest, err)
+		if _, err := readBlob(t, descs, l.Desc.Digest); err != nil {
+			t.Fatalf("blob %s: %v", l.Desc.Digest, err)
 		}
 	}
 }
@@ -135,7 +135,7 @@ func TestExportsListingOnTheWire(t *testing.T) {
 	ctx := context.Background()
 	for i := range 300 {
 		key := fmt.Sprintf("blobs/sha256:%064x", i)
-		if err := f.store.Put(ctx, key, store.BytesBody([]byte("other"))); err != nil {
+		if err := f.Store.Put(ctx, key, store.BytesBody([]byte("other"))); err != nil {
 			t.Fatal(err)
 		}
 	}

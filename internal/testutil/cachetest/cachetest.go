@@ -23,6 +23,7 @@ import (
 
 	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
+	"github.com/s3cache/s3cache/manifest"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -44,6 +45,9 @@ type Factory struct {
 
 // New returns a factory with an empty content store.
 func New() *Factory { return &Factory{buf: contentutil.NewBuffer()} }
+
+// Provider is the content store the factory's layers are in.
+func (f *Factory) Provider() content.InfoReaderProvider { return f.buf }
 
 // Layers makes one layer of random bytes per size.
 func (f *Factory) Layers(t testing.TB, sizes ...int) []Layer {
@@ -70,8 +74,8 @@ func (f *Factory) NewLayers(sizes ...int) ([]Layer, error) {
 			Digest:    digest.FromBytes(data),
 			Size:      int64(size),
 			Annotations: map[string]string{
-				labels.LabelUncompressed: digest.FromString(fmt.Sprintf("diff-%d-%s", f.seq, digest.FromBytes(data))).String(),
-				"buildkit/createdat":     created.Add(time.Duration(f.seq) * time.Minute).Format(time.RFC3339Nano),
+				labels.LabelUncompressed:     digest.FromString(fmt.Sprintf("diff-%d-%s", f.seq, digest.FromBytes(data))).String(),
+				manifest.CreatedAtAnnotation: created.Add(time.Duration(f.seq) * time.Minute).Format(time.RFC3339Nano),
 			},
 		}
 		if err := content.WriteBlob(context.Background(), f.buf, desc.Digest.String(), bytes.NewReader(data), desc); err != nil {
