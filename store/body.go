@@ -31,6 +31,11 @@ type Body struct {
 	// R itself): over plain HTTP it is sent with sendfile(2) (see
 	// sendfile.go).
 	File *os.File
+	// Metadata is stored with the object as S3 user metadata
+	// (x-amz-meta-<key>), in the same request as the bytes, so the two
+	// are written together or not at all; a manifest's signature travels
+	// so. Keys are lower-case ASCII, values ASCII, 2 KiB in all at most.
+	Metadata map[string]string
 }
 
 // BytesBody is a body of b.

@@ -49,6 +49,7 @@ func (s *S3) PutIf(ctx context.Context, key string, body Body, etag string) erro
 		Key:           &key,
 		Body:          io.NewSectionReader(body.R, 0, body.Size),
 		ContentLength: aws.Int64(body.Size),
+		Metadata:      body.Metadata,
 	}
 	if etag == NoObject {
 		in.IfNoneMatch = aws.String("*")

@@ -22,7 +22,7 @@ type partFunc func(ctx context.Context, upload *string, part int32, off, n int64
 
 // multipart writes key as a multipart upload of size bytes in parts of about
 // partSize, PartConcurrency at a time, and aborts the upload on any error.
-func (s *S3) multipart(ctx context.Context, key string, size, partSize int64, send partFunc) (err error) {
+func (s *S3) multipart(ctx context.Context, key string, size, partSize int64, metadata map[string]string, send partFunc) (err error) {
 	// Grow the parts if the object would need more than S3 allows.
 	partSize = max(partSize, (size+maxParts-1)/maxParts)
 	count := max((size+partSize-1)/partSize, 1)
@@ -33,7 +33,7 @@ func (s *S3) multipart(ctx context.Context, key string, size, partSize int64, se
 		partSize = even
 	}
 
-	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key})
+	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &key, Metadata: metadata})
 	if err != nil {
 		return err
 	}

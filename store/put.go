@@ -26,13 +26,14 @@ func (s *S3) Put(ctx context.Context, key string, body Body) error {
 			Key:           &key,
 			Body:          io.NewSectionReader(body.R, 0, size),
 			ContentLength: aws.Int64(size),
+			Metadata:      body.Metadata,
 		}, putOptions(body, 0, size)...)
 		if err != nil {
 			return s.wrapErr("put", key, err)
 		}
 		return nil
 	}
-	err := s.multipart(ctx, key, size, s.opts.PartSize, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
+	err := s.multipart(ctx, key, size, s.opts.PartSize, body.Metadata, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
 		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket:        &s.bucket,
 			Key:           &key,

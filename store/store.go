@@ -46,6 +46,10 @@ type Store interface {
 	// GetVersion opens the whole object and returns its ETag, which a
 	// later PutIf can require unchanged.
 	GetVersion(ctx context.Context, key string) (io.ReadCloser, string, error)
+	// GetMetadata opens the whole object and returns the user metadata
+	// its Put stored (Body.Metadata; keys lower-case), from the same
+	// response as the bytes, so the two are of one version.
+	GetMetadata(ctx context.Context, key string) (io.ReadCloser, map[string]string, error)
 	// PutIf stores a body of at most a PUT's size under key only if the
 	// object's ETag is still etag, or, with NoObject, only if there is no
 	// object: else ErrPreconditionFailed. A store that refuses conditional

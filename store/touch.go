@@ -38,7 +38,7 @@ func (s *S3) Touch(ctx context.Context, key string, size int64) error {
 		}
 		return nil
 	}
-	err := s.multipart(ctx, key, size, s.opts.CopyPartSize, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
+	err := s.multipart(ctx, key, size, s.opts.CopyPartSize, nil, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
 		out, err := s.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
 			Bucket:          &s.bucket,
 			Key:             &key,

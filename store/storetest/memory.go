@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ type memObject struct {
 	data []byte
 	mod  time.Time
 	etag string
+	meta map[string]string
 }
 
 var _ store.Store = (*Memory)(nil)
@@ -106,15 +108,51 @@ func (m *Memory) Put(ctx context.Context, key string, body store.Body) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.objs[key] = m.newObject(data)
+	m.objs[key] = m.newObject(data, body.Metadata)
 	return nil
 }
 
 // newObject is data as written now. Its ETag changes with every write,
 // even of the same bytes, as S3's may: callers must not rely on either.
-func (m *Memory) newObject(data []byte) memObject {
+func (m *Memory) newObject(data []byte, meta map[string]string) memObject {
 	m.writes++
-	return memObject{data: data, mod: time.Now(), etag: fmt.Sprintf(`"%d-%d"`, m.writes, len(data))}
+	o := memObject{data: data, mod: time.Now(), etag: fmt.Sprintf(`"%d-%d"`, m.writes, len(data))}
+	if len(meta) > 0 {
+		// Lower-case keys, as S3 returns them.
+		o.meta = make(map[string]string, len(meta))
+		for k, v := range meta {
+			o.meta[strings.ToLower(k)] = v
+		}
+	}
+	return o
+}
+
+func (m *Memory) GetMetadata(ctx context.Context, key string) (io.ReadCloser, map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("memory get %s: %w", key, err)
+	}
+	m.mu.Lock()
+	o, ok := m.objs[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, nil, notFound("get", key)
+	}
+	return io.NopCloser(bytes.NewReader(o.data)), maps.Clone(o.meta), nil
+}
+
+// SetMetadata replaces the user metadata of the object key, as a writer
+// that copies the object onto itself with new metadata could: for tests
+// of what readers make of it.
+func (m *Memory) SetMetadata(key string, meta map[string]string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objs[key]
+	if !ok {
+		return notFound("set metadata", key)
+	}
+	o.meta = maps.Clone(meta)
+	m.objs[key] = o
+	return nil
 }
 
 func (m *Memory) GetVersion(ctx context.Context, key string) (io.ReadCloser, string, error) {
@@ -144,7 +182,7 @@ func (m *Memory) PutIf(ctx context.Context, key string, body store.Body, etag st
 	if ok != (etag != store.NoObject) || (ok && o.etag != etag) {
 		return fmt.Errorf("memory conditional put %s: %w", key, store.ErrPreconditionFailed)
 	}
-	m.objs[key] = m.newObject(data)
+	m.objs[key] = m.newObject(data, body.Metadata)
 	return nil
 }
 

@@ -24,9 +24,10 @@ const (
 	OpDelete     Op = "delete"
 	OpGetVersion Op = "get version"
 	OpPutIf      Op = "conditional put"
+	OpGetMeta    Op = "get with metadata"
 )
 
-var ops = []Op{OpStat, OpList, OpListPage, OpPut, OpGet, OpTouch, OpDelete, OpGetVersion, OpPutIf}
+var ops = []Op{OpStat, OpList, OpListPage, OpPut, OpGet, OpTouch, OpDelete, OpGetVersion, OpPutIf, OpGetMeta}
 
 // Spy is a Store that forwards every operation to Store, counting each and
 // running the hooks around it: for tests that count requests, inject faults
@@ -48,7 +49,7 @@ type Spy struct {
 	// result replaces the operation's error.
 	After func(op Op, key string, err error) error
 
-	counts  [9]atomic.Int64 // by index in ops
+	counts  [10]atomic.Int64 // by index in ops
 	deleted atomic.Int64
 	objects atomic.Int64
 	mu      sync.Mutex
@@ -203,6 +204,20 @@ func (s *Spy) GetVersion(ctx context.Context, key string) (io.ReadCloser, string
 		return nil, "", err
 	}
 	return rc, etag, nil
+}
+
+func (s *Spy) GetMetadata(ctx context.Context, key string) (io.ReadCloser, map[string]string, error) {
+	if err := s.before(ctx, OpGetMeta, key); err != nil {
+		return nil, nil, err
+	}
+	rc, meta, err := s.Store.GetMetadata(ctx, key)
+	if err = s.after(OpGetMeta, key, err); err != nil {
+		if rc != nil {
+			rc.Close()
+		}
+		return nil, nil, err
+	}
+	return rc, meta, nil
 }
 
 func (s *Spy) PutIf(ctx context.Context, key string, body store.Body, etag string) error {

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, cfg Config) {
 		{"Canceled", func(t *testing.T, st store.Store) { testCanceled(t, st, cfg.LargeSize) }},
 		{"PutIf", testPutIf},
 		{"PutIfRace", testPutIfRace},
+		{"Metadata", func(t *testing.T, st store.Store) { testMetadata(t, st, cfg.LargeSize) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
