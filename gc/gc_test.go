@@ -14,7 +14,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/gc"
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
@@ -77,7 +76,7 @@ func verifyAll(t *testing.T, b *cachetest.Bucket) {
 // orphan exports a cache and deletes its manifest: its blobs are garbage.
 func orphan(t *testing.T, f *cachetest.Factory, b *cachetest.Bucket, ls ...cachetest.Layer) {
 	t.Helper()
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=tmp"), ls...)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=tmp"), ls...)
 	if err := b.Store.Delete(context.Background(), []string{b.Layout.ManifestKey("tmp")}); err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +86,8 @@ func TestOrphanSurvivesGraceAndGoesWithoutIt(t *testing.T) {
 	b := cachetest.NewBucket(t, "prefix=ci/")
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000, 3000, 4000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0], ls[1])
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=dev"), ls[0], ls[2])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=main"), ls[0], ls[1])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=dev"), ls[0], ls[2])
 	orphan(t, f, b, ls[0], ls[3])
 
 	plan, res := prune(t, b, gc.Options{Grace: gc.DefaultGrace})
@@ -118,7 +117,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	b := cachetest.NewBucket(t, "")
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000, 3000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0], ls[1])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=main"), ls[0], ls[1])
 	orphan(t, f, b, ls[2])
 	before := objects(t, b.Store)
 
@@ -149,9 +148,9 @@ func TestKeepDurationDropsCachesNotWrittenSince(t *testing.T) {
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000, 3000)
 	shared, old, fresh := ls[0], ls[1], ls[2]
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=old"), shared, old)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=old"), shared, old)
 	time.Sleep(2500 * time.Millisecond)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=new"), shared, fresh)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=new"), shared, fresh)
 
 	plan, res := prune(t, b, gc.Options{Grace: 0, KeepDuration: 1500 * time.Millisecond})
 	if len(plan.Drop) != 1 || plan.Drop[0].Name != "old" || !slices.Equal(res.Dropped, []string{"old"}) {
@@ -178,11 +177,11 @@ func TestKeepStorageDropsLeastRecentlyWritten(t *testing.T) {
 	x, s, y, z := ls[0], ls[1], ls[2], ls[3]
 	// c1 (oldest) holds x; c2 s+y; c3 (newest) s+z. Newest first, the
 	// referenced bytes grow 4000 (c3), 6000 (+c2), 10000 (+c1).
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=c1"), x)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=c1"), x)
 	time.Sleep(1100 * time.Millisecond)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=c2"), s, y)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=c2"), s, y)
 	time.Sleep(1100 * time.Millisecond)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=c3"), s, z)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=c3"), s, z)
 
 	for _, tc := range []struct {
 		limit int64
@@ -225,7 +224,7 @@ func TestBrokenManifestStopsTheSweepUnlessForced(t *testing.T) {
 	b := cachetest.NewBucket(t, "")
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=main"), ls[0])
 	orphan(t, f, b, ls[1])
 	bad := []byte(`{"layers": [{"blob": "` + ls[1].Digest() + `"`)
 	if err := b.Store.Put(context.Background(), b.Layout.ManifestKey("bad"), store.BytesBody(bad)); err != nil {
@@ -332,7 +331,7 @@ func TestManifestNameEndingInSlashIsLive(t *testing.T) {
 	b := cachetest.NewBucket(t, "prefix=ci/")
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=tmp"), ls...)
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=tmp"), ls...)
 	ctx := context.Background()
 	dt, err := store.ReadAll(ctx, b.Store, b.Layout.ManifestKey("tmp"), 1<<20)
 	if err != nil {

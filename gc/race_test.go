@@ -9,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/gc"
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/inventory"
-	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 	"github.com/s3cache/s3cache/store/storetest"
 )
@@ -77,7 +75,7 @@ func newRace(t *testing.T) *raceFixture {
 // export runs the export of "new" in the background through st.
 func (r *raceFixture) export(t *testing.T, st store.Store, touchRefresh string) <-chan error {
 	t.Helper()
-	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return st, nil }}
+	opts := cachetest.Through(st)
 	attrs := r.b.Attrs(t, "name=new", "touch_refresh="+touchRefresh)
 	errc := make(chan error, 1)
 	go func() { errc <- r.f.ExportE(context.Background(), opts, attrs, r.x, r.c) }()
@@ -312,7 +310,7 @@ func TestRacePruneReportsAnExportInsideItsLastWindow(t *testing.T) {
 	if err == nil || len(vr.Problems) != 1 || vr.Problems[0].Blob != r.x.Digest() {
 		t.Fatalf("verify after the race: %v, %+v; want B missing", err, vr)
 	}
-	r.f.Export(t, backend.Options{}, r.b.Attrs(t, "name=new"), r.x, r.c)
+	r.f.Export(t, cachetest.ExportOptions{}, r.b.Attrs(t, "name=new"), r.x, r.c)
 	r.checkIntact(t)
 }
 
@@ -326,16 +324,12 @@ func TestRaceExportRechecksABlobItUploaded(t *testing.T) {
 	c := f.Layers(t, 3000)[0]
 	g := newGate()
 	var late atomic.Bool
-	opts := backend.Options{
-		NewStore: func(context.Context, spec.Config) (store.Store, error) {
-			return hooked(b.Store, pauseAt(g, "put", b.Layout.ManifestKey("new"))), nil
-		},
-		Now: func() time.Time {
-			if late.Load() {
-				return time.Now().Add(31 * time.Minute)
-			}
-			return time.Now()
-		},
+	opts := cachetest.Through(hooked(b.Store, pauseAt(g, "put", b.Layout.ManifestKey("new"))))
+	opts.Now = func() time.Time {
+		if late.Load() {
+			return time.Now().Add(31 * time.Minute)
+		}
+		return time.Now()
 	}
 	exp := make(chan error, 1)
 	go func() { exp <- f.ExportE(context.Background(), opts, b.Attrs(t, "name=new"), c) }()

@@ -12,7 +12,6 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 
-	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
 	"github.com/s3cache/s3cache/inventory"
@@ -28,8 +27,8 @@ func twoCaches(t *testing.T, b *cachetest.Bucket) []cachetest.Layer {
 	t.Helper()
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000, 3000, 4000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0], ls[1], ls[2])
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=dev"), ls[0], ls[1], ls[3])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=main"), ls[0], ls[1], ls[2])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=dev"), ls[0], ls[1], ls[3])
 	return ls
 }
 

@@ -25,7 +25,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/gc"
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
 	"github.com/s3cache/s3cache/internal/testutil/miniotest"
@@ -155,7 +154,7 @@ func run(nCaches, nBase, perBase, nOwn, nOrphans, size int) error {
 	if err := eg.Wait(); err != nil {
 		return fmt.Errorf("fill blobs: %w", err)
 	}
-	opts := backend.Options{NewStore: func(context.Context, spec.Config) (store.Store, error) { return st, nil }}
+	opts := cachetest.Through(st)
 	eg, gctx = errgroup.WithContext(ctx)
 	eg.SetLimit(8)
 	for i := range nCaches {

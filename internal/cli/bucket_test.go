@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/gc"
 	"github.com/s3cache/s3cache/internal/cli"
 	"github.com/s3cache/s3cache/internal/testutil/cachetest"
@@ -51,9 +50,9 @@ func newBucket(t *testing.T) (*cachetest.Bucket, []cachetest.Layer) {
 	b := cachetest.NewBucket(t, "prefix=ci/")
 	f := cachetest.New()
 	ls := f.Layers(t, 1000, 2000, 3000, 4000)
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=main"), ls[0], ls[1])
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=dev"), ls[0], ls[2])
-	f.Export(t, backend.Options{}, b.Attrs(t, "name=tmp"), ls[3])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=main"), ls[0], ls[1])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=dev"), ls[0], ls[2])
+	f.Export(t, cachetest.ExportOptions{}, b.Attrs(t, "name=tmp"), ls[3])
 	if err := b.Store.Delete(context.Background(), []string{b.Layout.ManifestKey("tmp")}); err != nil {
 		t.Fatal(err)
 	}

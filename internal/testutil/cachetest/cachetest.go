@@ -100,10 +100,21 @@ func Attrs(t testing.TB, s string) map[string]string {
 	return e.Attrs
 }
 
+// ExportOptions are the exporter's options. The alias lets the tests of
+// the bucket tools (inventory, gc, cli) tune an export without importing
+// the exporter's package, which they never use themselves.
+type ExportOptions = backend.Options
+
+// Through is the options of an export that writes through st (a spy or a
+// gate in front of the bucket) instead of opening the bucket itself.
+func Through(st store.Store) ExportOptions {
+	return ExportOptions{NewStore: func(context.Context, spec.Config) (store.Store, error) { return st, nil }}
+}
+
 // Export exports a cache of one chain of steps, step i producing layers
 // 0..i, as a Dockerfile of len(layers) RUN steps would, and fails the test
 // on error.
-func (f *Factory) Export(t testing.TB, opts backend.Options, attrs map[string]string, layers ...Layer) {
+func (f *Factory) Export(t testing.TB, opts ExportOptions, attrs map[string]string, layers ...Layer) {
 	t.Helper()
 	if err := f.ExportE(context.Background(), opts, attrs, layers...); err != nil {
 		t.Fatalf("export cache: %v", err)
@@ -111,7 +122,7 @@ func (f *Factory) Export(t testing.TB, opts backend.Options, attrs map[string]st
 }
 
 // ExportE is Export returning its error, for goroutines.
-func (f *Factory) ExportE(ctx context.Context, opts backend.Options, attrs map[string]string, layers ...Layer) error {
+func (f *Factory) ExportE(ctx context.Context, opts ExportOptions, attrs map[string]string, layers ...Layer) error {
 	exp, err := backend.ResolveCacheExporterFunc(opts)(ctx, nil, attrs)
 	if err != nil {
 		return fmt.Errorf("resolve exporter: %w", err)
