@@ -161,11 +161,14 @@ func (w *manifestWriter) read(ctx context.Context, name string) (cacheimporttype
 func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
 	var check []digest.Digest
 	missing := map[digest.Digest]bool{}
+	// One blob may be several layers (the same bytes on other parents).
+	seen := map[digest.Digest]bool{}
 	w.mu.Lock()
 	for _, l := range existing.Layers {
-		if w.ownBlobs[l.Blob] {
+		if w.ownBlobs[l.Blob] || seen[l.Blob] {
 			continue
 		}
+		seen[l.Blob] = true
 		if l.Blob.Validate() != nil {
 			missing[l.Blob] = true
 			continue
@@ -176,7 +179,6 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 			}
 			continue
 		}
-		w.present[l.Blob] = false // claimed: checked once below
 		check = append(check, l.Blob)
 	}
 	w.mu.Unlock()

@@ -2,6 +2,7 @@ package backend_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -87,9 +88,9 @@ func importedSteps(t *testing.T, opts backend.Options) map[digest.Digest]bool {
 	return out
 }
 
-// stepsOf is the steps of cachetest exports a manifest holds a result
-// for, by the blob of their last layer: the records whose chain ends on it.
-func stepsOf(t *testing.T, st store.Store, name string) map[digest.Digest]bool {
+// readConfig reads the manifest under name and checks nothing in it is
+// what an import would have to drop.
+func readConfig(t *testing.T, st store.Store, name string) cacheimporttypes.CacheConfig {
 	t.Helper()
 	dt, err := store.ReadAll(context.Background(), st, mergeLayout.ManifestKey(name), manifest.DefaultMaxSize)
 	if err != nil {
@@ -102,6 +103,14 @@ func stepsOf(t *testing.T, st store.Store, name string) map[digest.Digest]bool {
 	if _, problems, err := manifest.Sanitize(cfg); err != nil || len(problems) > 0 {
 		t.Fatalf("manifest %s is not clean: %v %v", name, err, problems)
 	}
+	return cfg
+}
+
+// stepsOf is the steps of cachetest exports a manifest holds a result
+// for, by the blob of their last layer: the records whose chain ends on it.
+func stepsOf(t *testing.T, st store.Store, name string) map[digest.Digest]bool {
+	t.Helper()
+	cfg := readConfig(t, st, name)
 	out := map[digest.Digest]bool{}
 	for _, r := range cfg.Records {
 		for _, res := range r.Results {
@@ -304,5 +313,53 @@ func TestMergeKeep(t *testing.T) {
 	requireSteps(t, steps, b, true)
 	if len(steps) != len(b) {
 		t.Errorf("manifest has results on %d blobs, want %d", len(steps), len(b))
+	}
+}
+
+// A blob other writers' records name as two layers (the same bytes on two
+// parents, as a RUN's diff and a COPY of its files onto scratch are) is
+// checked once and kept as both.
+func TestMergeKeepsABlobOnTwoParents(t *testing.T) {
+	mem := storetest.NewMemory()
+	spy := storetest.NewSpy(mem)
+	f := cachetest.New()
+	other := f.Layers(t, 100, 200)
+	for _, l := range other {
+		if err := mem.Put(t.Context(), mergeLayout.BlobKey(l.Digest()), store.BytesBody(l.Data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now()
+	existing := cacheimporttypes.CacheConfig{
+		Layers: []cacheimporttypes.CacheLayer{
+			{Blob: other[0].Desc.Digest, ParentIndex: -1},
+			{Blob: other[1].Desc.Digest, ParentIndex: 0},
+			{Blob: other[1].Desc.Digest, ParentIndex: -1},
+		},
+		Records: []cacheimporttypes.CacheRecord{
+			{Digest: digest.FromString("run"), Results: []cacheimporttypes.CacheResult{{LayerIndex: 1, CreatedAt: at}}},
+			{Digest: digest.FromString("copy"), Results: []cacheimporttypes.CacheResult{{LayerIndex: 2, CreatedAt: at}}},
+		},
+	}
+	dt, err := json.Marshal(existing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.Put(t.Context(), mergeLayout.ManifestKey("main"), store.BytesBody(dt)); err != nil {
+		t.Fatal(err)
+	}
+	f.Export(t, memOptions(spy, &logLines{}), mergeAttrs(t, "merge=true"), f.Layers(t, 300)...)
+	cfg := readConfig(t, spy, "main")
+	kept := 0
+	for _, r := range cfg.Records {
+		if r.Digest == digest.FromString("run") || r.Digest == digest.FromString("copy") {
+			kept += len(r.Results)
+		}
+	}
+	if kept != 2 {
+		t.Fatalf("%d of the 2 results on the blob on two parents kept", kept)
+	}
+	if n := spy.Count(storetest.OpStat); n > 2 {
+		t.Errorf("%d HEADs for 2 blobs", n)
 	}
 }
