@@ -447,7 +447,9 @@ func (l Limits) fit(cfg cacheimporttypes.CacheConfig) (bool, error) {
 	if (l.MaxLayers > 0 && len(cfg.Layers) > l.MaxLayers) || (l.MaxRecords > 0 && len(cfg.Records) > l.MaxRecords) {
 		return false, nil
 	}
-	if l.MaxBytes > 0 {
+	// Marshalling a large config costs as much as the rest of the merge:
+	// only when a cheap bound does not settle it.
+	if l.MaxBytes > 0 && sizeBound(cfg) > l.MaxBytes {
 		dt, err := json.Marshal(cfg)
 		if err != nil {
 			return false, fmt.Errorf("merge: marshal the merged cache config: %w", err)
@@ -455,6 +457,34 @@ func (l Limits) fit(cfg cacheimporttypes.CacheConfig) (bool, error) {
 		return int64(len(dt)) <= l.MaxBytes, nil
 	}
 	return true, nil
+}
+
+// sizeBound is at least the size of cfg marshalled as JSON: every string
+// as if each byte were escaped (\u00XX), every number and time at its
+// widest, generous room for the names and punctuation.
+func sizeBound(cfg cacheimporttypes.CacheConfig) int64 {
+	const num, ts = 20, 40
+	str := func(s string) int64 { return int64(6*len(s) + 2) }
+	n := int64(64)
+	for _, l := range cfg.Layers {
+		n += 64 + str(string(l.Blob)) + num
+		if a := l.Annotations; a != nil {
+			n += 96 + str(a.MediaType) + str(string(a.DiffID)) + num + ts
+		}
+	}
+	for _, r := range cfg.Records {
+		n += 64 + str(string(r.Digest)) + int64(len(r.Results))*(32+num+ts)
+		for _, c := range r.ChainedResults {
+			n += 48 + ts + int64(len(c.LayerIndexes))*(num+1)
+		}
+		for _, slot := range r.Inputs {
+			n += 4
+			for _, in := range slot {
+				n += 32 + str(in.Selector) + num
+			}
+		}
+	}
+	return n
 }
 
 // build emits the merged config without the dropped results. With

@@ -54,6 +54,9 @@ func FuzzMerge(f *testing.F) {
 				continue
 			}
 			requireParses(t, out)
+			if dt, err := json.Marshal(out); err == nil && int64(len(dt)) > sizeBound(out) {
+				t.Fatalf("size bound %d below the marshalled size %d", sizeBound(out), len(dt))
+			}
 			if rep.Dropped() {
 				t.Fatalf("a plain union dropped something: %+v", rep)
 			}

@@ -289,6 +289,9 @@ func TestMergeProperties(t *testing.T) {
 		}
 
 		ab, rep := mustMerge(t, a, b, MergeOptions{})
+		if dt, _ := json.Marshal(ab); int64(len(dt)) > sizeBound(ab) {
+			t.Fatalf("seed %d: size bound %d below the marshalled size %d", seed, sizeBound(ab), len(dt))
+		}
 		if rep.Dropped() {
 			t.Fatalf("seed %d: a plain union dropped something: %+v", seed, rep)
 		}
