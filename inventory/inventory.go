@@ -33,6 +33,10 @@ type Options struct {
 	// Progress receives a line now and then during long listings and
 	// checks; nil drops them.
 	Progress func(msg string)
+	// Prober answers which blobs exist where no listing of them was made
+	// (a listing where cheaper, HEADs otherwise); nil remembers nothing
+	// between calls.
+	Prober *store.Prober
 }
 
 func (o Options) maxManifestSize() int64 {
@@ -168,22 +172,25 @@ func (inv *Inventory) Present(dgst string) bool {
 	return ok
 }
 
-// StatUnsized looks up, with a HEAD each, the blobs whose size neither a
-// listing nor their manifests give. Missing blobs keep size 0.
+// StatUnsized looks up the blobs whose size neither a listing nor their
+// manifests give (a listing of them where cheaper, HEADs otherwise).
+// Missing blobs keep size 0.
 func (inv *Inventory) StatUnsized(ctx context.Context, st store.Store, opts Options) error {
 	inv.index()
-	var todo []string
+	var todo, keys []string
 	for d, size := range inv.sizes {
 		if size == 0 && inv.Blobs == nil && isDigest(d) {
 			todo = append(todo, d)
+			keys = append(keys, inv.Layout.BlobKey(d))
 		}
 	}
+	idx := opts.Prober.Probe(ctx, st, store.Query{Dir: inv.Layout.BlobsDir(), Keys: keys, Parallel: opts.parallelism()})
 	var mu sync.Mutex
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(opts.parallelism())
 	for _, d := range todo {
 		eg.Go(func() error {
-			obj, err := st.Stat(ctx, inv.Layout.BlobKey(d))
+			obj, err := idx.Stat(ctx, inv.Layout.BlobKey(d))
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}

@@ -138,11 +138,27 @@ func Verify(ctx context.Context, st store.Store, l store.Layout, vo VerifyOption
 		defer mu.Unlock()
 		report.Problems = append(report.Problems, p)
 	}
+	// Which blobs exist: from the listing --all made, else probed.
+	var idx *store.Index
+	if listed != nil {
+		objs := make([]store.Object, 0, len(listed))
+		for d, o := range listed {
+			o.Key = l.BlobKey(d)
+			objs = append(objs, o)
+		}
+		idx = store.Listed(objs)
+	} else {
+		keys := make([]string, len(list))
+		for i, c := range list {
+			keys[i] = l.BlobKey(c.digest)
+		}
+		idx = opts.Prober.Probe(ctx, st, store.Query{Dir: l.BlobsDir(), Keys: keys, Parallel: opts.parallelism()})
+	}
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(opts.parallelism())
 	for _, c := range list {
 		eg.Go(func() error {
-			n, err := checkBlob(gctx, st, l, c, listed, vo.Deep, add)
+			n, err := checkBlob(gctx, st, l, c, idx, vo.Deep, add)
 			read.Add(n)
 			if done := checked.Add(1); done%progressEvery == 0 || (vo.Deep && done%100 == 0) {
 				opts.progressf("checked %d of %d blobs", done, len(list))
@@ -184,28 +200,17 @@ func readNamed(ctx context.Context, st store.Store, l store.Layout, name string,
 	return m, nil
 }
 
-// checkBlob checks one blob: existence and size from the listing (or a
-// HEAD when there is none) and, deep, its bytes. It returns the bytes read.
-func checkBlob(ctx context.Context, st store.Store, l store.Layout, c *blobCheck, listed map[string]store.Object, deep bool, add func(Problem)) (int64, error) {
+// checkBlob checks one blob: existence and size from idx and, deep, its
+// bytes. It returns the bytes read.
+func checkBlob(ctx context.Context, st store.Store, l store.Layout, c *blobCheck, idx *store.Index, deep bool, add func(Problem)) (int64, error) {
 	key := l.BlobKey(c.digest)
-	var obj store.Object
-	if listed != nil {
-		o, ok := listed[c.digest]
-		if !ok {
-			add(Problem{Kind: ProblemMissingBlob, Blob: c.digest, Caches: c.caches, Detail: "not in the bucket at " + key})
-			return 0, nil
-		}
-		obj = o
-	} else {
-		o, err := st.Stat(ctx, key)
-		if errors.Is(err, store.ErrNotFound) {
-			add(Problem{Kind: ProblemMissingBlob, Blob: c.digest, Caches: c.caches, Detail: "not in the bucket at " + key})
-			return 0, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("check blob %s: %w", c.digest, err)
-		}
-		obj = o
+	obj, err := idx.Stat(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		add(Problem{Kind: ProblemMissingBlob, Blob: c.digest, Caches: c.caches, Detail: "not in the bucket at " + key})
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("check blob %s: %w", c.digest, err)
 	}
 	// Group the caches by the size they expect, so each wrong size is one problem.
 	wrong := map[int64][]string{}

@@ -57,6 +57,8 @@ func openBucket(cmd *cobra.Command, arg string, o bucketOptions) (*bucket, error
 		store:  st,
 		layout: st.Layout(),
 		format: format,
+		// The command's run owns the prober, as the engine owns its own.
+		inv: inventory.Options{Prober: store.NewProber()},
 	}
 	if o.progress || isTerminal(stderr) {
 		b.inv.Progress = func(msg string) { fmt.Fprintf(stderr, "%s\n", msg) }
