@@ -34,6 +34,9 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 		if err != nil {
 			return nil, err
 		}
+		if err := cfg.ForExport(); err != nil {
+			return nil, err
+		}
 		comp, err := compression.ParseAttributes(attrs)
 		if err != nil {
 			return nil, fmt.Errorf("s3 cache: %w", err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/signature"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -34,6 +35,9 @@ func ResolveCacheImporterFunc(opts Options) remotecache.ResolveCacheImporterFunc
 		st, layout, err := opts.open(ctx, cfg)
 		if err != nil {
 			return nil, ocispecs.Descriptor{}, err
+		}
+		if !cfg.SigningKey.IsZero() {
+			opts.warnf(ctx, "s3 cache: signing_key is for --cache-to; this import ignores it (verify_key checks signatures)")
 		}
 		return &Importer{opts: opts, cfg: cfg, store: st, layout: layout}, ocispecs.Descriptor{}, nil
 	}
@@ -101,7 +105,20 @@ func (i *Importer) Load(ctx context.Context) (*v1.CacheChains, error) {
 // readManifest reads and strictly decodes one manifest, bounded in size.
 func (i *Importer) readManifest(ctx context.Context, name string) (cacheimporttypes.CacheConfig, error) {
 	var config cacheimporttypes.CacheConfig
-	dt, err := store.ReadAll(ctx, i.store, i.layout.ManifestKey(name), i.opts.maxManifestSize())
+	var (
+		dt  []byte
+		err error
+	)
+	if len(i.cfg.VerifyKeys) > 0 {
+		// Checked before the bytes are even decoded: an untrusted manifest
+		// is not input to anything.
+		var k signature.PublicKey
+		if dt, k, err = readVerified(ctx, i.store, i.layout, name, i.opts.maxManifestSize(), i.cfg.VerifyKeys); err == nil {
+			bklog.G(ctx).Debugf("s3 cache import: manifest %s signed by key %s", name, k.ID())
+		}
+	} else {
+		dt, err = store.ReadAll(ctx, i.store, i.layout.ManifestKey(name), i.opts.maxManifestSize())
+	}
 	if err != nil {
 		return config, fmt.Errorf("read manifest %s: %w", name, err)
 	}

@@ -72,7 +72,11 @@ func newManifestWriter(e *exporter, own *cacheimporttypes.CacheConfig, ownJSON [
 func (w *manifestWriter) write(ctx context.Context, name string) error {
 	key := w.layout.ManifestKey(name)
 	if !w.cfg.Merge {
-		return w.store.Put(ctx, key, store.BytesBody(w.ownJSON))
+		body, err := manifestBody(w.cfg, name, w.ownJSON)
+		if err != nil {
+			return err
+		}
+		return w.store.Put(ctx, key, body)
 	}
 	backoff := mergeBackoff
 	for attempt := 1; ; attempt++ {
@@ -88,10 +92,14 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 		if err != nil {
 			return fmt.Errorf("marshal merged manifest %s: %w", name, err)
 		}
+		body, err := manifestBody(w.cfg, name, dt)
+		if err != nil {
+			return err
+		}
 		if w.overwrite {
-			err = w.store.Put(ctx, key, store.BytesBody(dt))
+			err = w.store.Put(ctx, key, body)
 		} else {
-			err = w.store.PutIf(ctx, key, store.BytesBody(dt), etag)
+			err = w.store.PutIf(ctx, key, body, etag)
 		}
 		switch {
 		case err == nil:
@@ -102,7 +110,7 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 			// loses its records, not every writer before it.
 			w.overwrite = true
 			w.warnf(ctx, "s3 cache: merge=true: the store refused a conditional write (%v); writing manifest %s without one, so an export racing this one may lose its records", err, name)
-			if err := w.store.Put(ctx, key, store.BytesBody(dt)); err != nil {
+			if err := w.store.Put(ctx, key, body); err != nil {
 				return fmt.Errorf("write merged manifest %s: %w", name, err)
 			}
 			w.report(ctx, name, merged, rep, attempt)
@@ -138,6 +146,14 @@ func (w *manifestWriter) read(ctx context.Context, name string) (cacheimporttype
 		return cfg, etag, nil
 	case err != nil:
 		return cfg, "", fmt.Errorf("read manifest %s to merge into: %w", name, err)
+	}
+	if !w.cfg.SigningKey.IsZero() {
+		// A signing export must not sign what someone without its key
+		// put there: it merges only a manifest its own key signed.
+		if err := w.verifyExisting(ctx, name, dt); err != nil {
+			w.warnf(ctx, "s3 cache: merge=true: manifest %s is %v; replacing it with this export's", name, err)
+			return cacheimporttypes.CacheConfig{}, etag, nil
+		}
 	}
 	if err := manifest.Decode(dt, &cfg); err != nil {
 		w.warnf(ctx, "s3 cache: merge=true: manifest %s is not a cache config (%v); replacing it", name, err)

@@ -74,7 +74,8 @@ func (p Policy) Check(cfg spec.Config) error {
 	}) {
 		return fmt.Errorf("s3 cache: bucket %q is not allowed by this daemon (--s3-allow-bucket)", cfg.Bucket)
 	}
-	if p.RequireCredentials && !cfg.HasCredentials() {
+	// An anonymous spec lends nothing: its requests go unsigned.
+	if p.RequireCredentials && !cfg.HasCredentials() && !cfg.Anonymous {
 		return errors.New("s3 cache: access_key_id and secret_access_key are required by this daemon, which does not lend clients its own AWS credentials (--s3-require-credentials)")
 	}
 	return nil

@@ -11,10 +11,10 @@ import (
 
 func TestVaultSealsSecretsForTheBuild(t *testing.T) {
 	v := NewVault()
-	attrs := map[string]string{"region": "r", "access_key_id": "AK", "secret_access_key": "SK", "session_token": "TOK"}
+	attrs := map[string]string{"region": "r", "access_key_id": "AK", "secret_access_key": "SK", "session_token": "TOK", "signing_key": "SIGN"}
 	refs, err := v.Seal(attrs, "session-a")
-	if err != nil || len(refs) != 2 {
-		t.Fatalf("sealed %d values (%v), want the secret key and the token", len(refs), err)
+	if err != nil || len(refs) != 3 {
+		t.Fatalf("sealed %d values (%v), want the secret key, the token and the signing key", len(refs), err)
 	}
 	for _, k := range spec.SecretAttrs {
 		if !strings.HasPrefix(attrs[k], sealedPrefix) {
@@ -25,7 +25,7 @@ func TestVaultSealsSecretsForTheBuild(t *testing.T) {
 		t.Errorf("non-secret attributes changed: %v", attrs)
 	}
 	opened, err := v.Open(attrs, session.NewGroup("session-a"))
-	if err != nil || opened["secret_access_key"] != "SK" || opened["session_token"] != "TOK" {
+	if err != nil || opened["secret_access_key"] != "SK" || opened["session_token"] != "TOK" || opened["signing_key"] != "SIGN" {
 		t.Errorf("open = %v, %v; want the original secrets", opened, err)
 	}
 	if !strings.HasPrefix(attrs["secret_access_key"], sealedPrefix) {
@@ -119,6 +119,7 @@ func TestPolicy(t *testing.T) {
 		{"bucket not listed", Policy{AllowBuckets: []string{"prod"}}, cfg(), `bucket "ci-main" is not allowed`},
 		{"credentials required, none", Policy{RequireCredentials: true}, cfg(), "access_key_id and secret_access_key are required"},
 		{"credentials required, given", Policy{RequireCredentials: true}, cfg(keys...), ""},
+		{"credentials required, anonymous", Policy{RequireCredentials: true}, cfg("anonymous", "true"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

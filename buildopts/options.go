@@ -197,7 +197,7 @@ func (o Options) cacheEntries(ctx context.Context, flag string, values []string)
 	out := make([]client.CacheOptionsEntry, 0, len(entries))
 	for _, e := range entries {
 		if e.Type == "s3" {
-			if err := o.prepareS3(ctx, e.Attrs); err != nil {
+			if err := o.prepareS3(ctx, e.Attrs, flag == "--cache-to"); err != nil {
 				return nil, fmt.Errorf("%s: %w", flag, err)
 			}
 		}
@@ -206,7 +206,7 @@ func (o Options) cacheEntries(ctx context.Context, flag string, values []string)
 	return out, nil
 }
 
-func (o Options) prepareS3(ctx context.Context, attrs map[string]string) error {
+func (o Options) prepareS3(ctx context.Context, attrs map[string]string, export bool) error {
 	check := attrs
 	if o.Remote {
 		// The daemon may have $AWS_REGION and $AWS_BUCKET; don't refuse what it can fill in.
@@ -215,8 +215,18 @@ func (o Options) prepareS3(ctx context.Context, attrs map[string]string) error {
 			check[k] = v
 		}
 	}
-	if _, err := spec.FromAttrs(check); err != nil {
+	cfg, err := spec.FromAttrs(check)
+	if err != nil {
 		return err
+	}
+	if export {
+		if err := cfg.ForExport(); err != nil {
+			return err
+		}
+	}
+	if cfg.Anonymous {
+		// Credentials added would make the spec invalid, and are not wanted.
+		return nil
 	}
 	if !o.Remote {
 		// The embedded engine shares this process's environment and

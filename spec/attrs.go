@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/s3cache/s3cache/signature"
 )
 
 // Attribute names, as BuildKit's s3 cache backend and its compression
@@ -33,6 +35,9 @@ const (
 	attrIgnoreError           = "ignore-error"
 	attrMerge                 = "merge"
 	attrMergeKeep             = "merge_keep"
+	attrSigningKey            = "signing_key"
+	attrVerifyKey             = "verify_key"
+	attrAnonymous             = "anonymous"
 	attrCompression           = "compression"
 	attrCompressionLevel      = "compression-level"
 	attrForceCompression      = "force-compression"
@@ -43,9 +48,10 @@ const (
 var knownAttrs = []string{
 	attrRegion, attrBucket, attrName, attrEndpointURL, attrUsePathStyle,
 	attrPrefix, attrBlobsPrefix, attrManifestsPrefix, attrUploadParallelism,
-	attrTouchRefresh, attrAccessKeyID, attrSecretAccessKey, attrSessionToken,
+	attrTouchRefresh, attrAccessKeyID, attrSecretAccessKey, attrSessionToken, attrAnonymous,
 	attrRetryMode, attrRetryMaxAttempts, attrDisableAcceptEncoding, attrMode,
-	attrIgnoreError, attrMerge, attrMergeKeep, attrCompression, attrCompressionLevel, attrForceCompression,
+	attrIgnoreError, attrMerge, attrMergeKeep, attrSigningKey, attrVerifyKey,
+	attrCompression, attrCompressionLevel, attrForceCompression,
 }
 
 const (
@@ -55,7 +61,7 @@ const (
 
 // SecretAttrs are the attributes whose values are secrets: never printed,
 // never stored by BuildKit.
-var SecretAttrs = []string{attrSecretAccessKey, attrSessionToken}
+var SecretAttrs = []string{attrSecretAccessKey, attrSessionToken, attrSigningKey}
 
 func isSecret(key string) bool { return slices.Contains(SecretAttrs, key) }
 
@@ -132,6 +138,16 @@ func FromAttrs(attrs map[string]string) (Config, error) {
 	if err := c.setCredentials(attrs); err != nil {
 		return Config{}, err
 	}
+	if c.Anonymous, err = boolAttr(attrs, attrAnonymous, false); err != nil {
+		return Config{}, err
+	}
+	if c.Anonymous {
+		for _, k := range []string{attrAccessKeyID, attrSecretAccessKey, attrSessionToken} {
+			if _, ok := attrs[k]; ok {
+				return Config{}, errorf("%s=true sends requests unsigned, without credentials; remove %s or %s", attrAnonymous, k, attrAnonymous)
+			}
+		}
+	}
 	if c.RetryMode, err = enumAttr(attrs, attrRetryMode, "standard", "adaptive"); err != nil {
 		return Config{}, err
 	}
@@ -160,6 +176,17 @@ func FromAttrs(attrs map[string]string) (Config, error) {
 			return Config{}, errorf("%s must be a positive duration such as 168h or 72h, got %q", attrMergeKeep, v)
 		}
 		c.MergeKeep = d
+	}
+	if v, ok := attrs[attrSigningKey]; ok {
+		// The parser's errors never hold the key.
+		if c.SigningKey, err = signature.ParsePrivateKey(v); err != nil {
+			return Config{}, errorf("%s: %v", attrSigningKey, err)
+		}
+	}
+	if v, ok := attrs[attrVerifyKey]; ok {
+		if c.VerifyKeys, err = signature.ParsePublicKeys(v); err != nil {
+			return Config{}, errorf(`%s must be one or more public keys (.pub files, as s3cache keygen writes) separated by ";": %v`, attrVerifyKey, err)
+		}
 	}
 	if c.Compression, err = enumAttr(attrs, attrCompression, "uncompressed", "gzip", "estargz", "zstd"); err != nil {
 		return Config{}, err
@@ -303,12 +330,32 @@ func (c Config) Attrs() map[string]string {
 	setIf(attrIgnoreError, "true", c.IgnoreError)
 	setIf(attrMerge, "true", c.Merge)
 	setIf(attrMergeKeep, c.MergeKeep.String(), c.MergeKeep != DefaultMergeKeep)
+	setIf(attrSigningKey, c.SigningKey.Text(), !c.SigningKey.IsZero())
+	setIf(attrVerifyKey, c.verifyKeysText(), len(c.VerifyKeys) > 0)
+	setIf(attrAnonymous, "true", c.Anonymous)
 	setIf(attrCompression, c.Compression, c.Compression != "")
 	if c.CompressionLevel != nil {
 		m[attrCompressionLevel] = strconv.Itoa(*c.CompressionLevel)
 	}
 	setIf(attrForceCompression, "true", c.ForceCompression)
 	return m
+}
+
+// ForExport refuses what only a cache import may set: an export must
+// write, and anonymous requests cannot.
+func (c Config) ForExport() error {
+	if c.Anonymous {
+		return errorf("%s=true is for --cache-from only: an export writes, which anonymous requests cannot", attrAnonymous)
+	}
+	return nil
+}
+
+func (c Config) verifyKeysText() string {
+	texts := make([]string, len(c.VerifyKeys))
+	for i, k := range c.VerifyKeys {
+		texts[i] = k.Text()
+	}
+	return strings.Join(texts, ";")
 }
 
 // HasCredentials reports whether the spec carries static credentials; if

@@ -1,7 +1,11 @@
 // Package spec turns a `type=s3,...` cache spec into a typed, validated Config.
 package spec
 
-import "time"
+import (
+	"time"
+
+	"github.com/s3cache/s3cache/signature"
+)
 
 // Defaults of the reference `type=s3` backend.
 const (
@@ -50,6 +54,14 @@ type Config struct {
 	// results older than MergeKeep.
 	Merge     bool
 	MergeKeep time.Duration
+
+	// cache-to: sign each manifest written (secret: never printed).
+	SigningKey signature.PrivateKey
+	// cache-from: use a manifest only if one of these signed it for its
+	// name; none: any manifest, as upstream.
+	VerifyKeys []signature.PublicKey
+	// cache-from: send requests unsigned and look up no credentials.
+	Anonymous bool
 
 	// Layer compression of the exported blobs, as BuildKit's registry cache.
 	Compression      string // "", "uncompressed", "gzip", "estargz" or "zstd"

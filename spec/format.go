@@ -49,6 +49,9 @@ func (c Config) String() string {
 	add(attrIgnoreError, strconv.FormatBool(c.IgnoreError))
 	add(attrMerge, strconv.FormatBool(c.Merge))
 	add(attrMergeKeep, c.MergeKeep.String())
+	add(attrSigningKey, secret(c.SigningKey.Text()))
+	add(attrVerifyKey, c.verifyKeysText())
+	add(attrAnonymous, strconv.FormatBool(c.Anonymous))
 	add(attrCompression, c.Compression)
 	add(attrCompressionLevel, level)
 	add(attrForceCompression, strconv.FormatBool(c.ForceCompression))
@@ -80,12 +83,14 @@ func (c Config) GoString() string {
 	return fmt.Sprintf("spec.Config{Region:%q, Bucket:%q, Names:%#v, EndpointURL:%q, UsePathStyle:%t, "+
 		"Prefix:%q, BlobsPrefix:%q, ManifestsPrefix:%q, UploadParallelism:%d, TouchRefresh:%d, "+
 		"AccessKeyID:%q, SecretAccessKey:%q, SessionToken:%q, RetryMode:%q, RetryMaxAttempts:%d, "+
-		"DisableAcceptEncoding:%t, Mode:%q, IgnoreError:%t, Merge:%t, MergeKeep:%d, Compression:%q, CompressionLevel:%s, "+
+		"DisableAcceptEncoding:%t, Mode:%q, IgnoreError:%t, Merge:%t, MergeKeep:%d, SigningKey:%q, VerifyKeys:%q, Anonymous:%t, "+
+		"Compression:%q, CompressionLevel:%s, "+
 		"ForceCompression:%t, Warnings:%#v}",
 		c.Region, c.Bucket, c.Names, c.EndpointURL, c.UsePathStyle,
 		c.Prefix, c.BlobsPrefix, c.ManifestsPrefix, c.UploadParallelism, int64(c.TouchRefresh),
 		c.AccessKeyID, redact(c.SecretAccessKey), redact(c.SessionToken), c.RetryMode, c.RetryMaxAttempts,
-		c.DisableAcceptEncoding, c.Mode, c.IgnoreError, c.Merge, int64(c.MergeKeep), c.Compression, level,
+		c.DisableAcceptEncoding, c.Mode, c.IgnoreError, c.Merge, int64(c.MergeKeep), redact(c.SigningKey.Text()), c.verifyKeysText(), c.Anonymous,
+		c.Compression, level,
 		c.ForceCompression, c.Warnings)
 }
 

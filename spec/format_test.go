@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/s3cache/s3cache/signature"
 )
 
 func secretConfig() Config {
@@ -15,6 +17,7 @@ func secretConfig() Config {
 	c.SecretAccessKey = testSecret
 	c.SessionToken = testToken
 	c.CompressionLevel = intPtr(3)
+	c.SigningKey, _ = signature.ParsePrivateKey(testSigningKey)
 	return c
 }
 
@@ -28,7 +31,8 @@ func TestString(t *testing.T) {
 			"type=s3,region=us-east-1,bucket=my-bucket,name=buildkit,endpoint_url=,use_path_style=false," +
 				"prefix=,blobs_prefix=blobs/,manifests_prefix=manifests/,upload_parallelism=4,touch_refresh=24h0m0s," +
 				"access_key_id=,secret_access_key=,session_token=,retry_mode=,retry_max_attempts=0," +
-				"disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,compression=,compression-level=,force-compression=false"},
+				"disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,signing_key=,verify_key=,anonymous=false," +
+				"compression=,compression-level=,force-compression=false"},
 		{"everything set", func(c *Config) {
 			*c = secretConfig()
 			c.Names = []string{"a", "b"}
@@ -37,17 +41,20 @@ func TestString(t *testing.T) {
 			c.Prefix, c.BlobsPrefix, c.ManifestsPrefix = "p/", "", "m/"
 			c.UploadParallelism, c.TouchRefresh = 2, 0
 			c.Merge, c.MergeKeep = true, 72*time.Hour
+			c.VerifyKeys = []signature.PublicKey{mustPublicKey(t, testPublicKey)}
 			c.RetryMode, c.RetryMaxAttempts, c.Mode, c.Compression = "standard", 3, "max", "zstd"
 		},
 			"type=s3,region=us-east-1,bucket=my-bucket,name=a;b,endpoint_url=https://s3.example,use_path_style=true," +
 				"prefix=p/,blobs_prefix=,manifests_prefix=m/,upload_parallelism=2,touch_refresh=0s," +
 				"access_key_id=AKIAEXAMPLE,secret_access_key=<redacted>,session_token=<redacted>,retry_mode=standard,retry_max_attempts=3," +
-				"disable_accept_encoding=true,mode=max,ignore-error=true,merge=true,merge_keep=72h0m0s,compression=zstd,compression-level=3,force-compression=true"},
+				"disable_accept_encoding=true,mode=max,ignore-error=true,merge=true,merge_keep=72h0m0s,signing_key=<redacted>,verify_key=" + testPublicKey + ",anonymous=false," +
+				"compression=zstd,compression-level=3,force-compression=true"},
 		{"awkward values quoted", func(c *Config) { c.Prefix = "a,b"; c.Bucket = "x\ny" },
 			`type=s3,region=us-east-1,bucket="x\ny",name=buildkit,endpoint_url=,use_path_style=false,` +
 				`prefix="a,b",blobs_prefix=blobs/,manifests_prefix=manifests/,upload_parallelism=4,touch_refresh=24h0m0s,` +
 				`access_key_id=,secret_access_key=,session_token=,retry_mode=,retry_max_attempts=0,` +
-				`disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,compression=,compression-level=,force-compression=false`},
+				`disable_accept_encoding=false,mode=,ignore-error=false,merge=false,merge_keep=168h0m0s,signing_key=,verify_key=,anonymous=false,` +
+				`compression=,compression-level=,force-compression=false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,7 +117,7 @@ func TestRedaction(t *testing.T) {
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "config", c, "ptr", p)
 	renderings["slog"] = buf.String()
 	for name, s := range renderings {
-		if strings.Contains(s, testSecret) || strings.Contains(s, testToken) {
+		if strings.Contains(s, testSecret) || strings.Contains(s, testToken) || strings.Contains(s, testSigningKeySeed) {
 			t.Errorf("%s leaks a secret: %s", name, s)
 		}
 		if !strings.Contains(s, "redacted") {
@@ -139,6 +146,12 @@ func TestRedactionInErrors(t *testing.T) {
 		"type=s3,region=x,bucket=y,Secret_Acess_Key=" + testSecret, // warning only
 		"type=s3,region=x,bucket=y,secret_access_key_=" + testSecret + ",session-token=" + testToken,
 		"type=s3,region=x,bucket=y," + creds + ",bogus",
+		"type=s3,region=x,bucket=y,signing_key=" + testSigningKey + ",mode=bogus",
+		"type=s3,region=x,bucket=y,signing_key=" + testSigningKey + "x", // malformed
+		"type=s3,region=x,bucket=y,signing_key=" + testSigningKeySeed,   // no prefix
+		"type=s3,region=x,bucket=y,verify_key=" + testSigningKey,        // private key as public
+		"type=s3,region=x,bucket=y,signing_key=" + testSigningKey + ",anonymous=1," + creds,
+		"type=s3,region=x,bucket=y,signing_ky=" + testSigningKey, // warning only
 	}
 	for _, s := range specs {
 		c, err := Parse(s)
@@ -150,7 +163,7 @@ func TestRedactionInErrors(t *testing.T) {
 			out = append(append(out, c.Warnings...), c.String(), fmt.Sprintf("%+v", c))
 		}
 		for _, o := range out {
-			if strings.Contains(o, testSecret) || strings.Contains(o, testToken) {
+			if strings.Contains(o, testSecret) || strings.Contains(o, testToken) || strings.Contains(o, testSigningKeySeed) {
 				t.Errorf("Parse(%q) output leaks a secret: %s", s, o)
 			}
 		}

@@ -50,6 +50,9 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 	if opts.HTTPClient == nil {
 		loadOpts = append(loadOpts, config.WithHTTPClient(httpClient(cfg, opts)))
 	}
+	if cfg.Anonymous && cfg.AccessKeyID != "" {
+		return nil, errors.New("s3 store: anonymous is set together with access_key_id")
+	}
 	if cfg.AccessKeyID != "" {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(
 			credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)))
@@ -64,7 +67,15 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 	if cfg.RetryMaxAttempts > 0 {
 		loadOpts = append(loadOpts, config.WithRetryMaxAttempts(cfg.RetryMaxAttempts))
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	var (
+		awsCfg aws.Config
+		err    error
+	)
+	if cfg.Anonymous {
+		awsCfg, err = anonymousConfig(loadOpts)
+	} else {
+		awsCfg, err = config.LoadDefaultConfig(ctx, loadOpts...)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("s3 store: load AWS config: %w", err)
 	}
@@ -97,6 +108,33 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 		layout: Layout{Prefix: cfg.Prefix, BlobsPrefix: cfg.BlobsPrefix, ManifestsPrefix: cfg.ManifestsPrefix},
 		opts:   opts,
 	}, nil
+}
+
+// anonymousConfig is the AWS config of loadOpts for unsigned requests,
+// made without reading anything that holds or finds credentials: not the
+// environment, not the shared config and credentials files (where a
+// profile named by $AWS_PROFILE that they lack would even be an error),
+// no role or instance metadata endpoint.
+func anonymousConfig(loadOpts []func(*config.LoadOptions) error) (aws.Config, error) {
+	var lo config.LoadOptions
+	for _, o := range loadOpts {
+		if err := o(&lo); err != nil {
+			return aws.Config{}, err
+		}
+	}
+	c := aws.Config{
+		Region:                     lo.Region,
+		Credentials:                aws.AnonymousCredentials{},
+		RequestChecksumCalculation: lo.RequestChecksumCalculation,
+		ResponseChecksumValidation: lo.ResponseChecksumValidation,
+		RetryMode:                  lo.RetryMode,
+		RetryMaxAttempts:           lo.RetryMaxAttempts,
+		Logger:                     lo.Logger,
+	}
+	if lo.HTTPClient != nil {
+		c.HTTPClient = lo.HTTPClient
+	}
+	return c, nil
 }
 
 // sharedClients are the HTTP clients of every store in the process, by

@@ -218,3 +218,20 @@ func (s *Server) Spec(bucket string) string {
 	return fmt.Sprintf("region=%s,bucket=%s,endpoint_url=%s,use_path_style=true,access_key_id=%s,secret_access_key=%s",
 		Region, bucket, s.Endpoint, AccessKey, SecretKey)
 }
+
+// AllowPublicRead sets a bucket policy that lets anyone, unsigned, get
+// and list the bucket's objects: a public cache for anonymous=true.
+func (s *Server) AllowPublicRead(ctx context.Context, bucket string) error {
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[`+
+		`{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::%[1]s/*"]},`+
+		`{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:ListBucket"],"Resource":["arn:aws:s3:::%[1]s"]}]}`, bucket)
+	if _, err := s.Client("").PutBucketPolicy(ctx, &s3.PutBucketPolicyInput{Bucket: aws.String(bucket), Policy: aws.String(policy)}); err != nil {
+		return fmt.Errorf("set public-read policy on bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// AnonymousSpec is Spec without credentials, with anonymous=true.
+func (s *Server) AnonymousSpec(bucket string) string {
+	return fmt.Sprintf("region=%s,bucket=%s,endpoint_url=%s,use_path_style=true,anonymous=true", Region, bucket, s.Endpoint)
+}
