@@ -17,11 +17,15 @@ import (
 const (
 	plantedSecret = "PLANTED-secret-4f9a1c"
 	plantedToken  = "PLANTED-token-7d3e2b"
+	// A valid signing key (its own text, as s3cache keygen writes it); the
+	// scans look for its secret part.
+	plantedSigningSeed = "8P534C3MjXhsR-tUIX_uuBrpxvwP_8aQH-8HhD1BpNI"
+	plantedSigningKey  = "s3cache-ed25519-private:" + plantedSigningSeed
 )
 
 func requireNoSecret(t *testing.T, what, text string) {
 	t.Helper()
-	for _, s := range []string{plantedSecret, plantedToken, miniotest.SecretKey} {
+	for _, s := range []string{plantedSecret, plantedToken, plantedSigningSeed, miniotest.SecretKey} {
 		if strings.Contains(text, s) {
 			t.Errorf("%s shows a secret (%s...)", what, s[:8])
 		}
@@ -32,9 +36,10 @@ func TestSecretsNeverShown(t *testing.T) {
 	requireRoot(t)
 	b := newBucket(t)
 	ctxDir := buildContext(t, dockerfileTwoStage)
-	good := b.spec("name=s,mode=max")
+	good := b.spec("name=s,mode=max,signing_key=" + plantedSigningKey)
 	bad := "type=s3,region=us-east-1,bucket=" + b.name + ",endpoint_url=" + b.srv.Endpoint +
-		",use_path_style=true,access_key_id=AKIAPLANTED,secret_access_key=" + plantedSecret + ",session_token=" + plantedToken + ",retry_max_attempts=1"
+		",use_path_style=true,access_key_id=AKIAPLANTED,secret_access_key=" + plantedSecret + ",session_token=" + plantedToken + ",retry_max_attempts=1" +
+		",signing_key=" + plantedSigningKey
 
 	// The embedded engine with debug logs: a good export and import, a
 	// failing export, the same with ignore-error, and a spec refused.
@@ -45,6 +50,9 @@ func TestSecretsNeverShown(t *testing.T) {
 		{"--debug", "--cache-to", bad + ",ignore-error=true", "--cache-from", bad},
 		{"--cache-to", bad + ",upload_parallelism=zero"},
 		{"--cache-to", bad + ",upload_paralelism=2"},
+		{"--cache-to", bad + "x"},                                  // a malformed signing key
+		{"--cache-from", bad + ",verify_key=" + plantedSigningKey}, // a private key given to verify
+		{"--cache-to", bad + ",signing_ky=" + plantedSigningKey},   // unknown attribute
 	} {
 		r := s3cacheBuild(t, t.TempDir(), ctxDir, t.TempDir(), args...)
 		if i < 2 && r.err != nil {
@@ -81,7 +89,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		if err != nil {
 			return nil
 		}
-		for _, s := range []string{plantedSecret, plantedToken, miniotest.SecretKey} {
+		for _, s := range []string{plantedSecret, plantedToken, plantedSigningSeed, miniotest.SecretKey} {
 			if bytes.Contains(dt, []byte(s)) {
 				t.Errorf("daemon state file %s holds a secret (%s...)", strings.TrimPrefix(path, root), s[:8])
 			}

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/s3cache/s3cache/signature"
+)
+
+// keygen runs s3cache keygen and returns the key texts it wrote.
+func keygen(t *testing.T, name string) (priv, pub string) {
+	t.Helper()
+	base := filepath.Join(t.TempDir(), name)
+	if r := runCmd(t, nil, s3cacheBin, "keygen", base); r.err != nil {
+		t.Fatalf("keygen: %v", r)
+	}
+	k, err := os.ReadFile(base + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := os.ReadFile(base + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(k)), strings.TrimSpace(string(p))
+}
+
+// The fork workflow: a trusted build signs and writes; an untrusted one,
+// with only anonymous=true and verify_key, reads the cache with every step
+// cached, and refuses what a writer without the key forges into the
+// bucket, building without it, with correct output and a warning.
+func TestSignedForkWorkflow(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	ctx := context.Background()
+	if err := b.srv.AllowPublicRead(ctx, b.name); err != nil {
+		t.Fatal(err)
+	}
+	priv, pub := keygen(t, "trusted")
+	_, otherPub := keygen(t, "other")
+	ctxDir := buildContext(t, dockerfileTwoStage)
+
+	trusted := s3cacheBuild(t, t.TempDir(), ctxDir, t.TempDir(), "--debug", "--cache-to", b.spec("name=main,mode=max,signing_key="+priv))
+	if trusted.err != nil {
+		t.Fatalf("trusted export: %v", trusted)
+	}
+	if strings.Contains(trusted.stdout+trusted.stderr, priv[len("s3cache-ed25519-private:"):]) {
+		t.Fatal("the trusted build's output shows the signing key")
+	}
+	head, err := b.srv.Client("").HeadObject(ctx, &s3.HeadObjectInput{Bucket: &b.name, Key: aws.String("manifests/main")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(head.Metadata[signature.MetadataKey], "v1:") {
+		t.Fatalf("manifest metadata %v, want a signature", head.Metadata)
+	}
+
+	// No AWS variables (runCmd drops them) and no credential files.
+	untrusted := func(verify string) (result, string) {
+		out := t.TempDir()
+		env := []string{"HOME=" + t.TempDir()}
+		args := []string{"build", "--root", t.TempDir(), "--progress", "plain", "-o", "type=local,dest=" + out,
+			"--cache-from", b.specNoCreds(`anonymous=true,name=main,"verify_key=` + verify + `"`), ctxDir}
+		r := runCmd(t, env, s3cacheBin, args...)
+		if r.err != nil {
+			t.Fatalf("the untrusted build failed, it must run without a refused cache: %v", r)
+		}
+		requireConsistentOutput(t, out)
+		return r, out
+	}
+	r, _ := untrusted(otherPub + ";" + pub)
+	requireRunHits(t, r.stderr, 3)
+
+	// A writer with the bucket's credentials but not the key.
+	raw := (&damagedCache{b: b}).get(t, "manifests/main")
+	forged := strings.Replace(string(raw), `"layers"`, `"Layers"`, 1)
+	(&damagedCache{b: b}).put(t, "manifests/main", []byte(forged))
+	r, _ = untrusted(pub)
+	requireRunHits(t, r.stderr, 0)
+	requireWarning(t, r, "manifest main", "unsigned")
+
+	// The same manifest, signed by a key that is not the verify key.
+	otherKey, err := signature.Generate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := signature.Sign(otherKey, "main", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.srv.Client("").PutObject(ctx, &s3.PutObjectInput{Bucket: &b.name, Key: aws.String("manifests/main"),
+		Body: strings.NewReader(string(raw)), Metadata: map[string]string{signature.MetadataKey: sig}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = untrusted(pub)
+	requireRunHits(t, r.stderr, 0)
+	requireWarning(t, r, "manifest main", "signed by a key that is not a verify key")
+}
+
+// anonymous=true against a bucket that refuses anonymous reads is a cache
+// miss with a warning, never a failed build.
+func TestAnonymousPrivateBucket(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	ctxDir := buildContext(t, dockerfileTwoStage)
+	if r := s3cacheBuild(t, t.TempDir(), ctxDir, t.TempDir(), "--cache-to", b.spec("name=main,mode=max")); r.err != nil {
+		t.Fatalf("export: %v", r)
+	}
+	out := t.TempDir()
+	r := s3cacheBuild(t, t.TempDir(), ctxDir, out, "--cache-from", b.specNoCreds("name=main,anonymous=true"))
+	if r.err != nil {
+		t.Fatalf("an anonymous import refused by the bucket failed the build: %v", r)
+	}
+	requireConsistentOutput(t, out)
+	requireRunHits(t, r.stderr, 0)
+	requireWarning(t, r, "manifest main", "AccessDenied")
+}
