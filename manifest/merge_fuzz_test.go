@@ -43,7 +43,7 @@ func FuzzMerge(f *testing.F) {
 						if err != nil {
 							t.Fatalf("merge of sanitised configs: %v", err)
 						}
-						requireParses(t, out)
+						requireParses(t, out, false)
 					}
 				}
 			}
@@ -53,7 +53,7 @@ func FuzzMerge(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			requireParses(t, out)
+			requireParses(t, out, false)
 			if dt, err := json.Marshal(out); err == nil && int64(len(dt)) > sizeBound(out) {
 				t.Fatalf("size bound %d below the marshalled size %d", sizeBound(out), len(dt))
 			}
@@ -68,7 +68,7 @@ func FuzzMerge(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			requireParses(t, out)
+			requireParses(t, out, false)
 			if fits, err := lim.fit(out); err != nil || !fits {
 				t.Fatalf("merged config exceeds %+v: %d layers, %d records (%v)", lim, len(out.Layers), len(out.Records), err)
 			}
@@ -78,7 +78,7 @@ func FuzzMerge(f *testing.F) {
 				if err != nil {
 					t.Fatalf("merge with a blob gone: %v", err)
 				}
-				requireParses(t, out)
+				requireParses(t, out, false)
 				for _, rec := range out.Records {
 					for _, res := range rec.Results {
 						for l := res.LayerIndex; l != -1; l = out.Layers[l].ParentIndex {

@@ -130,8 +130,12 @@ func (s configSets) String() string {
 }
 
 // requireParses checks that BuildKit's ParseConfig accepts cc with every
-// blob present, and its key storage indexes the chains, as an import does.
-func requireParses(t testing.TB, cc cacheimporttypes.CacheConfig) {
+// blob present; with index, that its key storage also indexes the chains,
+// as an import does. Only for configs of real shapes: on some hand-made
+// graphs (records of one digest linking each other through several links)
+// BuildKit's indexing recurses without end, now and then, whether merged
+// or not, and a stack overflow cannot be recovered.
+func requireParses(t testing.TB, cc cacheimporttypes.CacheConfig, index bool) {
 	t.Helper()
 	provider := v1.DescriptorProvider{}
 	for _, l := range cc.Layers {
@@ -141,6 +145,9 @@ func requireParses(t testing.TB, cc cacheimporttypes.CacheConfig) {
 	if err := v1.ParseConfig(cc, provider, chains); err != nil {
 		dt, _ := json.Marshal(cc)
 		t.Fatalf("BuildKit's ParseConfig refuses the merged config: %v\n%s", err, dt)
+	}
+	if !index {
+		return
 	}
 	if _, _, err := v1.NewCacheKeyStorage(chains, nil); err != nil {
 		dt, _ := json.Marshal(cc)
@@ -267,7 +274,7 @@ func mustMerge(t testing.TB, own, existing cacheimporttypes.CacheConfig, opts Me
 	if err != nil {
 		t.Fatalf("merge: %v", err)
 	}
-	requireParses(t, out)
+	requireParses(t, out, true)
 	return out, rep
 }
 
@@ -442,7 +449,7 @@ func TestMergeLimitsDropOldestFirst(t *testing.T) {
 				}
 				continue
 			}
-			requireParses(t, out)
+			requireParses(t, out, true)
 			if fits, _ := lim.fit(out); !fits {
 				t.Fatalf("seed %d: %+v: merged config does not fit: %d layers, %d records", seed, lim, len(out.Layers), len(out.Records))
 			}
