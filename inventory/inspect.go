@@ -139,6 +139,7 @@ func (r *InspectReport) write(w io.Writer) error {
 	fmt.Fprintf(w, "cache:        %s\n", Safe(r.Name))
 	fmt.Fprintf(w, "key:          %s\n", Safe(r.Key))
 	fmt.Fprintf(w, "last written: %s\n", FormatTime(r.LastWritten))
+	fmt.Fprintf(w, "signature:    %s\n", r.Signature)
 	if r.Error != "" {
 		_, err := fmt.Fprintf(w, "broken:       %s\n", oneLine(r.Error))
 		return err

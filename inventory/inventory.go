@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/signature"
 	"github.com/s3cache/s3cache/store"
 )
 
@@ -37,6 +38,9 @@ type Options struct {
 	// (a listing where cheaper, HEADs otherwise); nil remembers nothing
 	// between calls.
 	Prober *store.Prober
+	// VerifyKeys check the manifests' signatures (the spec's verify_key);
+	// none: signatures are reported, not verified.
+	VerifyKeys []signature.PublicKey
 }
 
 func (o Options) maxManifestSize() int64 {

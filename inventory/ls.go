@@ -21,6 +21,8 @@ type CacheSummary struct {
 	TotalBytes  int64  `json:"total_bytes"`
 	UniqueBytes int64  `json:"unique_bytes"`
 	Error       string `json:"error,omitempty"` // set for a broken manifest
+	// Signature is what the manifest's signature metadata says.
+	Signature Signature `json:"signature"`
 }
 
 // LsReport is every cache under the manifests prefix.
@@ -44,7 +46,7 @@ func Ls(ctx context.Context, st store.Store, l store.Layout, opts Options) (*LsR
 
 // Summary sums up one cache.
 func (inv *Inventory) Summary(m *Manifest) CacheSummary {
-	s := CacheSummary{Name: m.Name, Key: m.Key, LastWritten: m.LastModified.UTC(), Layers: len(m.Layers), Records: m.Records}
+	s := CacheSummary{Name: m.Name, Key: m.Key, LastWritten: m.LastModified.UTC(), Layers: len(m.Layers), Records: m.Records, Signature: m.Signature}
 	if m.Broken() {
 		s.Error = m.Err.Error()
 		return s

@@ -35,6 +35,8 @@ type Manifest struct {
 	// then unknown. A broken manifest may still be read by something, so its
 	// blobs are never taken for garbage without --force.
 	Err error
+	// Signature is what its signature metadata says (see Options.VerifyKeys).
+	Signature Signature
 }
 
 // Broken reports whether the manifest could not be decoded.
@@ -92,7 +94,7 @@ func ReadManifest(ctx context.Context, st store.Store, l store.Layout, obj store
 		m.Err = fmt.Errorf("manifest is %d bytes, more than the limit of %d", obj.Size, limit)
 		return m, nil
 	}
-	dt, err := store.ReadAll(ctx, st, obj.Key, limit)
+	dt, meta, err := store.ReadAllMetadata(ctx, st, obj.Key, limit)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, err
@@ -100,6 +102,7 @@ func ReadManifest(ctx context.Context, st store.Store, l store.Layout, obj store
 		return nil, fmt.Errorf("read manifest %s: %w", Safe(name), err)
 	}
 	m.Size = int64(len(dt))
+	m.Signature = checkSignature(name, dt, meta, opts.VerifyKeys)
 	decodeInto(m, dt)
 	return m, nil
 }

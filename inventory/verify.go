@@ -48,6 +48,14 @@ type VerifyReport struct {
 	Deep      bool      `json:"deep"`
 	BytesRead int64     `json:"bytes_read"`
 	Problems  []Problem `json:"problems"`
+	// Signatures is what each cache's signature metadata says.
+	Signatures []CacheSignature `json:"signatures"`
+}
+
+// CacheSignature is a cache's signature state.
+type CacheSignature struct {
+	Cache     string    `json:"cache"`
+	Signature Signature `json:"signature"`
 }
 
 // ProblemsError is returned, after the report is rendered, when verify
@@ -102,6 +110,10 @@ func Verify(ctx context.Context, st store.Store, l store.Layout, vo VerifyOption
 
 	checks := map[string]*blobCheck{}
 	for _, m := range manifests {
+		report.Signatures = append(report.Signatures, CacheSignature{Cache: m.Name, Signature: m.Signature})
+		if len(opts.VerifyKeys) > 0 && m.Signature.State == SignatureBad {
+			report.Problems = append(report.Problems, Problem{Kind: ProblemBadSignature, Caches: []string{m.Name}, Detail: m.Signature.Detail})
+		}
 		if m.Broken() {
 			report.Problems = append(report.Problems, Problem{Kind: ProblemBrokenManifest, Caches: []string{m.Name}, Detail: m.Err.Error()})
 			continue
@@ -269,6 +281,9 @@ func hashBlob(ctx context.Context, st store.Store, key string, d digest.Digest) 
 func (r *VerifyReport) Write(w io.Writer, f Format) error {
 	if f == FormatJSON {
 		return WriteJSON(w, r)
+	}
+	if err := r.writeSignatures(w); err != nil {
+		return err
 	}
 	what := "existence and sizes"
 	if r.Deep {

@@ -58,7 +58,8 @@ func openBucket(cmd *cobra.Command, arg string, o bucketOptions) (*bucket, error
 		layout: st.Layout(),
 		format: format,
 		// The command's run owns the prober, as the engine owns its own.
-		inv: inventory.Options{Prober: store.NewProber()},
+		// verify_key in the spec makes inspect and verify check signatures.
+		inv: inventory.Options{Prober: store.NewProber(), VerifyKeys: cfg.VerifyKeys},
 	}
 	if o.progress || isTerminal(stderr) {
 		b.inv.Progress = func(msg string) { fmt.Fprintf(stderr, "%s\n", msg) }
