@@ -35,6 +35,7 @@ type results struct {
 	rawBlobs  map[string]int
 	rssGrowth map[sampleKey]int64 // phase empty
 	total     time.Duration
+	signing   *signingCost // nil: not measured
 }
 
 func newResults(reps int, quick bool) *results {
@@ -243,6 +244,9 @@ func (r *results) markdown(env []string) string {
 		}
 		sb.WriteString(t.String())
 		r.importNote(&sb, wl.name)
+	}
+	if r.signing != nil {
+		sb.WriteString(r.signing.markdown())
 	}
 	return sb.String()
 }
