@@ -121,3 +121,36 @@ func TestAnonymousPrivateBucket(t *testing.T) {
 	requireRunHits(t, r.stderr, 0)
 	requireWarning(t, r, "manifest main", "AccessDenied")
 }
+
+// A signed export through our daemon (the key sealed for the build) is
+// imported by upstream buildkitd, which ignores the signature, and by our
+// daemon with verify_key, every step cached both times.
+func TestSignedManifestInterop(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	priv, pub := keygen(t, "ci")
+	ctxDir := buildContext(t, dockerfileTwoStage)
+	out1, out2, out3 := t.TempDir(), t.TempDir(), t.TempDir()
+	ours := ourDaemon(t)
+	r := buildctlBuild(t, ours, ctxDir, out1, "--export-cache", b.spec("name=main,mode=max,signing_key="+priv))
+	if r.err != nil {
+		t.Fatalf("signed export through our daemon: %v", r)
+	}
+	if strings.Contains(r.stdout+r.stderr+ours.log.String(), priv[len("s3cache-ed25519-private:"):]) {
+		t.Fatal("the signing key shows in buildctl's output or the daemon's log")
+	}
+	up := upstreamDaemon(t)
+	r = buildctlBuild(t, up, ctxDir, out2, "--import-cache", b.spec("name=main"))
+	if r.err != nil {
+		t.Fatalf("upstream import of a signed manifest: %v", r)
+	}
+	requireRunHits(t, r.stderr, 3)
+	requireSameFiles(t, out1, out2, "rand1", "rand2", "sum")
+	fresh := ourDaemon(t)
+	r = buildctlBuild(t, fresh, ctxDir, out3, "--import-cache", b.spec("name=main,verify_key="+pub))
+	if r.err != nil {
+		t.Fatalf("verified import: %v", r)
+	}
+	requireRunHits(t, r.stderr, 3)
+	requireSameFiles(t, out1, out3, "rand1", "rand2", "sum")
+}
