@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
 
 	"github.com/s3cache/s3cache/signature"
 )
@@ -153,4 +158,83 @@ func TestSignedManifestInterop(t *testing.T) {
 	}
 	requireRunHits(t, r.stderr, 3)
 	requireSameFiles(t, out1, out3, "rand1", "rand2", "sum")
+}
+
+// Forgeries of a signed manifest by a writer without the key are each
+// refused by an import with verify_key: the build succeeds without the
+// cache, with correct output and a warning naming the cache and why.
+func TestSignedForgeriesRefused(t *testing.T) {
+	requireRoot(t)
+	b := newBucket(t)
+	priv, pub := keygen(t, "ci")
+	ctxDir := buildContext(t, dockerfileTwoStage)
+	if r := s3cacheBuild(t, t.TempDir(), ctxDir, t.TempDir(), "--cache-to", b.spec(`"name=main;copy",mode=max,signing_key=`+priv)); r.err != nil {
+		t.Fatalf("signed export: %v", r)
+	}
+	ctx := context.Background()
+	client := b.srv.Client("")
+	get := func(name string) ([]byte, map[string]string) {
+		out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &b.name, Key: aws.String("manifests/" + name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Body.Close()
+		dt, err := io.ReadAll(out.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dt, out.Metadata
+	}
+	put := func(dt []byte, meta map[string]string) {
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: &b.name, Key: aws.String("manifests/main"),
+			Body: bytes.NewReader(dt), Metadata: meta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, meta := get("main")
+	var cfg cacheimporttypes.CacheConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		forge  func()
+		reason string
+	}{
+		{"one byte changed", func() {
+			put(bytes.Replace(raw, []byte(`"layers"`), []byte(`"Layers"`), 1), meta)
+		}, "bad signature"},
+		{"a result pointed at another layer", func() {
+			c := cfg
+			c.Records = slices.Clone(cfg.Records)
+			for i := range c.Records {
+				if len(c.Records[i].Results) > 0 {
+					c.Records[i].Results = []cacheimporttypes.CacheResult{{LayerIndex: 0, CreatedAt: c.Records[i].Results[0].CreatedAt}}
+				}
+			}
+			dt, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			put(dt, meta)
+		}, "bad signature"},
+		{"copied from another name", func() {
+			put(get("copy"))
+		}, "signed for another name"},
+		{"signature truncated", func() {
+			put(raw, map[string]string{signature.MetadataKey: meta[signature.MetadataKey][:40]})
+		}, "truncated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.forge()
+			out := t.TempDir()
+			r := s3cacheBuild(t, t.TempDir(), ctxDir, out, "--cache-from", b.spec("name=main,verify_key="+pub))
+			if r.err != nil {
+				t.Fatalf("the build failed on a forged cache, it must run without it: %v", r)
+			}
+			requireConsistentOutput(t, out)
+			requireRunHits(t, r.stderr, 0)
+			requireWarning(t, r, "manifest main", tc.reason)
+		})
+	}
 }
