@@ -150,8 +150,12 @@ func (w *manifestWriter) read(ctx context.Context, name string) (cacheimporttype
 	if !w.cfg.SigningKey.IsZero() {
 		// A signing export must not sign what someone without its key
 		// put there: it merges only a manifest its own key signed.
-		if err := w.verifyExisting(ctx, name, dt); err != nil {
-			w.warnf(ctx, "s3 cache: merge=true: manifest %s is %v; replacing it with this export's", name, err)
+		untrusted, err := w.verifyExisting(ctx, name, dt)
+		if err != nil {
+			return cfg, "", err
+		}
+		if untrusted != nil {
+			w.warnf(ctx, "s3 cache: merge=true: manifest %s is %v; replacing it with this export's", name, untrusted)
 			return cacheimporttypes.CacheConfig{}, etag, nil
 		}
 	}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/s3cache/s3cache/signature"
@@ -42,21 +43,25 @@ func readVerified(ctx context.Context, st store.Store, layout store.Layout, name
 }
 
 // errNotTrusted marks a manifest refused by verify_key.
-var errNotTrusted = fmt.Errorf("not signed for this name by a verify_key")
+var errNotTrusted = errors.New("not signed for this name by a verify_key")
 
 // verifyExisting checks that dt, the manifest under name as a merge read
-// it, was signed for name by the export's own signing key. The metadata
-// comes from a second GET (the first kept the ETag): if the object changed
-// in between, its signature does not match dt and the merge replaces it,
-// which is safe, never wrong.
-func (w *manifestWriter) verifyExisting(ctx context.Context, name string, dt []byte) error {
+// it, was signed for name by the export's own signing key: untrusted is
+// why not, err a failure to find out. The metadata comes from a second
+// GET (the first kept the ETag): if the object changed in between, its
+// signature does not match dt and the merge replaces it, which is safe;
+// the conditional write then finds the change and the merge runs again.
+func (w *manifestWriter) verifyExisting(ctx context.Context, name string, dt []byte) (untrusted, err error) {
 	body, meta, err := w.store.GetMetadata(ctx, w.layout.ManifestKey(name))
-	if err != nil {
-		return fmt.Errorf("unreadable for its signature (%w)", err)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrBucketNotFound):
+		return errors.New("gone since it was read"), nil
+	case err != nil:
+		return nil, fmt.Errorf("read the signature of manifest %s to merge into: %w", name, err)
 	}
 	_ = body.Close()
 	if _, err := signature.Verify([]signature.PublicKey{w.cfg.SigningKey.Public()}, name, dt, meta[signature.MetadataKey]); err != nil {
-		return fmt.Errorf("not signed by this export's signing_key (%w)", err)
+		return fmt.Errorf("not signed by this export's signing_key (%w)", err), nil
 	}
-	return nil
+	return nil, nil
 }
