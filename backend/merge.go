@@ -232,12 +232,26 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 		}
 	}
 	w.mu.Unlock()
-	return manifest.Merge(w.own, existing, manifest.MergeOptions{
+	merged, rep, err := manifest.Merge(w.own, existing, manifest.MergeOptions{
 		Keep:    w.cfg.MergeKeep,
 		Now:     w.now(),
 		Missing: missing,
 		Limits:  manifest.Limits{MaxLayers: manifest.MaxLayers, MaxRecords: manifest.MaxRecords, MaxBytes: w.maxSize},
 	})
+	if err != nil {
+		return merged, rep, err
+	}
+	// Two writers' records can match each other as BuildKit's parse
+	// merges records, which can loop its indexing without end: sanitised,
+	// what this export writes is safe for every reader, upstream's too.
+	safe, problems, err := manifest.Sanitize(merged)
+	if err != nil {
+		return cacheimporttypes.CacheConfig{}, rep, fmt.Errorf("check merged manifest: %w", err)
+	}
+	if len(problems) > 0 {
+		w.warnf(ctx, "s3 cache: merge=true: %d records of the merged manifest dropped (first: %s)", len(problems), problems[0])
+	}
+	return safe, rep, nil
 }
 
 // report says in the build's progress what the merge kept and dropped;

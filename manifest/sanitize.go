@@ -58,16 +58,43 @@ func Sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, [
 		records[i] = r
 	}
 
-	ok, finished := validRecords(records)
+	// BuildKit merges records as it parses them, and a merge can close a
+	// loop that its indexing then follows without end (see merging.go):
+	// records that would merge are dropped, and what depended on them is
+	// checked again, a bounded number of times.
+	excluded := make([]bool, len(records))
+	for round := 0; ; round++ {
+		out, orig, dropped := keepValid(records, excluded)
+		merging := mergingRecords(out)
+		if len(merging) == 0 {
+			return cacheimporttypes.CacheConfig{Layers: cfg.Layers, Records: out}, append(problems, dropped...), nil
+		}
+		if round == maxMergeRounds {
+			problems = append(problems, fmt.Sprintf("records still merge in BuildKit's parse after %d rounds of dropping them; no record is used", round))
+			return cacheimporttypes.CacheConfig{Layers: cfg.Layers}, problems, nil
+		}
+		for _, i := range merging {
+			excluded[orig[i]] = true
+			problems = append(problems, fmt.Sprintf("record %d would merge with another in BuildKit's parse", orig[i]))
+		}
+	}
+}
+
+// maxMergeRounds bounds the rounds of dropping records that would merge: a
+// real manifest has none, and a hostile one must not cost rounds without end.
+const maxMergeRounds = 4
+
+// keepValid keeps the valid records that are not excluded, renumbering the
+// links between them, and says what it dropped. orig is the index in
+// records of each kept record.
+func keepValid(records []cacheimporttypes.CacheRecord, excluded []bool) (out []cacheimporttypes.CacheRecord, orig []int, problems []string) {
+	ok, finished := validRecords(records, excluded)
 	for i, good := range ok {
-		if !good {
+		if !good && !excluded[i] {
 			problems = append(problems, fmt.Sprintf("record %d has invalid links", i))
 		}
 	}
-	// Keep the valid records, renumbering the links between them.
 	newIndex := make([]int, len(records))
-	var out []cacheimporttypes.CacheRecord
-	var orig []int // index in records of each kept record
 	for i, good := range ok {
 		newIndex[i] = -1
 		if good {
@@ -96,7 +123,7 @@ func Sanitize(cfg cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, [
 		}
 		out[i].Inputs = inputs
 	}
-	return cacheimporttypes.CacheConfig{Layers: cfg.Layers, Records: out}, problems, nil
+	return out, orig, problems
 }
 
 // validLayers marks the layers whose parent chain ends at -1 without
@@ -150,7 +177,7 @@ func validLayers(layers []cacheimporttypes.CacheLayer) []bool {
 // that depend on them invalid in turn. finished numbers the records in the
 // order their check ended: a valid record's links that count are those to
 // valid records finished before it, which can't form a loop.
-func validRecords(records []cacheimporttypes.CacheRecord) (ok []bool, finished []int) {
+func validRecords(records []cacheimporttypes.CacheRecord, excluded []bool) (ok []bool, finished []int) {
 	const (
 		unknown = iota
 		visiting
@@ -171,7 +198,7 @@ func validRecords(records []cacheimporttypes.CacheRecord) (ok []bool, finished [
 		// is not a digest (empty, above all) is too: BuildKit's cache key
 		// storage takes an empty key for a record still being indexed and
 		// refuses the whole manifest as a loop.
-		if strings.HasPrefix(r.Digest.String(), "random:") || r.Digest.Validate() != nil {
+		if excluded[i] || strings.HasPrefix(r.Digest.String(), "random:") || r.Digest.Validate() != nil {
 			finish(i, bad)
 		}
 	}

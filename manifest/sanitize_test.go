@@ -201,3 +201,46 @@ func parse(config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
 	}
 	return cc, nil
 }
+
+// A manifest whose records BuildKit's parse would merge into a loop:
+// NewCacheKeyStorage then recursed without end and overflowed the stack,
+// a crash of the whole engine, in about one parse in twelve (the merge
+// keeps a record picked from a map). Found by FuzzMerge. The record that
+// would merge is dropped, and the parse never loops.
+func TestSanitizeDropsRecordsThatWouldMerge(t *testing.T) {
+	d := digest.FromString("step")
+	link := func(sel string, idx int) cacheimporttypes.CacheInput {
+		return cacheimporttypes.CacheInput{Selector: sel, LinkIndex: idx}
+	}
+	cfg := cacheimporttypes.CacheConfig{Records: []cacheimporttypes.CacheRecord{
+		{Digest: d},
+		{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{link("1", 0)}}},
+		{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{link("1", 1)}}},
+		{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{link("0", 1), link("0", 2)}}},
+		// Matches record 1 (through record 0) and record 3 (through record
+		// 2), which descends from record 1.
+		{Digest: d, Inputs: [][]cacheimporttypes.CacheInput{{link("1", 0), link("0", 2)}}},
+	}}
+	got, problems, err := Sanitize(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Records) != 4 || len(problems) == 0 {
+		t.Fatalf("kept %d records with problems %q; want 4, the merging one dropped", len(got.Records), problems)
+	}
+	for range 100 {
+		if _, err := parse(got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The fuzzer's input, read as its graph.
+	got, _, err = Sanitize(graphOf([]byte("{\"lay111111111111111111111111111111111111111\",\"layers\":[{\"ayer\":0,\"createdAt\":\"2026-11-01T00:00:00Z\"}]}],")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		if _, err := parse(got); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
