@@ -18,7 +18,7 @@ import (
 // With the content digest known, a single PUT is signed with it (the
 // server checks the bytes, the client hashes nothing) and multipart parts
 // go unsigned; without it the SDK hashes the body as before.
-func TestPutWithContentDigest(t *testing.T) {
+func TestPutWithBodyDigest(t *testing.T) {
 	srv := miniotest.Shared(t)
 	proxy := proxytest.New(t, srv.Endpoint)
 	st := newStore(t, testConfig(srv, srv.Bucket(t), proxy.URL), smallOptions())
