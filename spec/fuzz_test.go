@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/s3cache/s3cache/signature"
 )
 
 func FuzzParse(f *testing.F) {
@@ -20,6 +22,9 @@ func FuzzParse(f *testing.F) {
 		`type=s3,region=x,bucket=y,"prefix=a,b",name="x,y"`,
 		"user/app:cache",
 		"region=x,bucket=y",
+		"type=s3,region=x,bucket=y,mode=max,signing_key=" + testSigningKey,
+		`type=s3,region=x,bucket=y,anonymous=true,"verify_key=` + testPublicKey + ";" + testOtherPublicKey + `"`,
+		"type=s3,region=x,bucket=y,anonymous=1,access_key_id=a,secret_access_key=b",
 	} {
 		f.Add(s)
 	}
@@ -67,6 +72,9 @@ func FuzzParse(f *testing.F) {
 		if other.SessionToken != "" {
 			other.SessionToken = "other-token"
 		}
+		if !other.SigningKey.IsZero() {
+			other.SigningKey, _ = signature.ParsePrivateKey("s3cache-ed25519-private:8P534C3MjXhsR-tUIX_uuBrpxvwP_8aQH-8HhD1BpNI")
+		}
 		if str != other.String() || c.GoString() != other.GoString() {
 			t.Fatalf("Parse(%q): rendering depends on the secret values", s)
 		}
@@ -75,7 +83,8 @@ func FuzzParse(f *testing.F) {
 		}
 		blank := c
 		blank.SecretAccessKey, blank.SessionToken = "", ""
-		for _, secret := range []string{c.SecretAccessKey, c.SessionToken} {
+		seed := strings.TrimPrefix(c.SigningKey.Text(), "s3cache-ed25519-private:")
+		for _, secret := range []string{c.SecretAccessKey, c.SessionToken, seed} {
 			if secret != "" && strings.Contains(str, secret) && !strings.Contains(blank.String(), secret) {
 				t.Fatalf("Parse(%q): String() leaks a secret: %s", s, str)
 			}
