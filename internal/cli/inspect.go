@@ -18,8 +18,9 @@ func newInspectCommand() *cobra.Command {
 		Use:   "inspect SPEC",
 		Short: "Show a cache's layers and records and what it shares",
 		Long: `Show the cache named by the spec's name (each of them, for name=a;b): its
-layers (digest, size, media type, created), its records, and which of its
-blobs other caches under the same prefix also name.`,
+layers (digest, size, media type, created), its records, which of its
+blobs other caches under the same prefix also name, and its signature
+(checked against verify_key=... in the spec, if any).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd, args[0], o)

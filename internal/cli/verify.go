@@ -21,8 +21,10 @@ func newVerifyCommand() *cobra.Command {
 		Short: "Check that every blob a cache names is in the bucket",
 		Long: `Check that every blob the manifest of the spec's name (or, with --all, of
 every cache under the prefix) names exists with the size the manifest gives;
-with --deep, download each and check its digest. Exits 1 with a report
-naming each missing or damaged blob when anything is wrong.`,
+with --deep, download each and check its digest. Reports each manifest's
+signature; with verify_key=... in the spec, a signature that does not verify
+is a problem. Exits 1 with a report naming each missing or damaged blob or
+bad signature when anything is wrong.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd, args[0], o)
