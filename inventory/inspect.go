@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/s3cache/s3cache/store"
 )
@@ -18,11 +19,31 @@ type LayerInfo struct {
 }
 
 // RecordInfo is one cache record: a step's cache key, how many inputs it
-// links to and how many results (layer chains) it has.
+// links to, how many results (layer chains) it has and when the oldest and
+// newest of them were created. A merged manifest (merge=true) gathers
+// several writers' results on one record; their ages show what merge_keep
+// will drop next.
 type RecordInfo struct {
 	Digest  string `json:"digest"`
 	Inputs  int    `json:"inputs"`
 	Results int    `json:"results"`
+	// Oldest and Newest are nil when no result has a createdAt.
+	Oldest *time.Time `json:"oldest_created,omitempty"`
+	Newest *time.Time `json:"newest_created,omitempty"`
+}
+
+// created widens the record's oldest and newest to t; a zero t is a
+// result without createdAt, which says nothing about age.
+func (r *RecordInfo) created(t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if r.Oldest == nil || t.Before(*r.Oldest) {
+		r.Oldest = &t
+	}
+	if r.Newest == nil || t.After(*r.Newest) {
+		r.Newest = &t
+	}
 }
 
 // InspectReport describes one cache.
@@ -114,6 +135,12 @@ func (inv *Inventory) inspect(ctx context.Context, st store.Store, m *Manifest, 
 		for _, in := range rec.Inputs {
 			info.Inputs += len(in)
 		}
+		for _, res := range rec.Results {
+			info.created(res.CreatedAt)
+		}
+		for _, res := range rec.ChainedResults {
+			info.created(res.CreatedAt)
+		}
 		r.RecordList = append(r.RecordList, info)
 	}
 	return r, nil
@@ -173,9 +200,16 @@ func (r *InspectReport) write(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\nrecords: %d\n", len(r.RecordList))
 	tw = NewTable(w)
-	fmt.Fprintln(tw, "DIGEST\tINPUTS\tRESULTS")
+	fmt.Fprintln(tw, "DIGEST\tINPUTS\tRESULTS\tOLDEST\tNEWEST")
 	for _, rec := range r.RecordList {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", Safe(rec.Digest), rec.Inputs, rec.Results)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", Safe(rec.Digest), rec.Inputs, rec.Results, formatOptTime(rec.Oldest), formatOptTime(rec.Newest))
 	}
 	return tw.Flush()
+}
+
+func formatOptTime(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return FormatTime(*t)
 }
