@@ -11,6 +11,8 @@ TEST_TIMEOUT ?= 40m
 FUZZ_PARSE_EXECS ?= 150000x
 FUZZ_MANIFEST_EXECS ?= 10000x
 FUZZ_IMPORT_EXECS ?= 5000x
+FUZZ_MERGE_EXECS ?= 5000x
+FUZZ_VERIFY_EXECS ?= 50000x
 
 .PHONY: build test deps vet fuzz demo bench
 
@@ -34,6 +36,8 @@ fuzz:
 	$(GO) test ./spec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE_EXECS)
 	$(GO) test ./manifest -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZ_MANIFEST_EXECS)
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzImport$$' -fuzztime $(FUZZ_IMPORT_EXECS)
+	$(GO) test ./manifest -run '^$$' -fuzz '^FuzzMerge$$' -fuzztime $(FUZZ_MERGE_EXECS)
+	$(GO) test ./signature -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZ_VERIFY_EXECS)
 
 test: deps vet
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
