@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	ctdsnapshot "github.com/containerd/containerd/v2/core/snapshots"
@@ -68,7 +70,22 @@ type Options struct {
 	Cache backend.Options
 	// GC enables BuildKit's default garbage collection of the local cache.
 	GC bool
+	// GCSpace bounds that collection as buildkitd's gckeepstorage and
+	// --oci-worker-gc-keepstorage do (reserved, min free, max used); all
+	// zero takes buildkitd's defaults for the root's disk. Its GCPolicy
+	// rules are not read.
+	GCSpace config.GCConfig
+	// Entitlements are the insecure entitlements builds may ask for
+	// (buildkitd's --allow-insecure-entitlement): network.host,
+	// security.insecure, device.
+	Entitlements []string
 }
+
+// Entitlements the engine can grant, as buildkitd accepts them.
+var Entitlements = []string{"network.host", "security.insecure", "device"}
+
+// Snapshotters the engine's runc worker can use; "auto" picks one.
+var Snapshotters = []string{"auto", "overlayfs", "native"}
 
 // Engine is a running BuildKit controller.
 type Engine struct {
@@ -96,6 +113,11 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	}
 	if err := opts.Cache.Policy.Validate(); err != nil {
 		return nil, err
+	}
+	for _, ent := range opts.Entitlements {
+		if !slices.Contains(Entitlements, ent) {
+			return nil, fmt.Errorf("unknown entitlement %q: use %s", ent, strings.Join(Entitlements, ", "))
+		}
 	}
 	e := &Engine{root: root, vault: backend.NewVault(), policy: opts.Cache.Policy}
 	defer func() {
@@ -184,6 +206,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 		LeaseManager:              w.LeaseManager(),
 		ContentStore:              w.ContentStore(),
 		GarbageCollect:            w.GarbageCollect,
+		Entitlements:              opts.Entitlements,
 		GracefulStop:              ctx.Done(),
 	})
 	if err != nil {
@@ -214,18 +237,7 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 	}
 	if opts.GC {
 		dstat, _ := disk.GetDiskStat(root)
-		var policy []client.PruneInfo
-		for _, rule := range config.DefaultGCPolicy(config.GCConfig{}, dstat) {
-			policy = append(policy, client.PruneInfo{
-				Filter:        rule.Filters,
-				All:           rule.All,
-				KeepDuration:  rule.KeepDuration.Duration,
-				ReservedSpace: rule.ReservedSpace.AsBytes(dstat),
-				MaxUsedSpace:  rule.MaxUsedSpace.AsBytes(dstat),
-				MinFreeSpace:  rule.MinFreeSpace.AsBytes(dstat),
-			})
-		}
-		wopt.GCPolicy = policy
+		wopt.GCPolicy = gcPolicy(opts.GCSpace, dstat)
 	}
 	wopt.BuildkitVersion = client.BuildkitVersion{Package: version.Package, Version: version.Version, Revision: version.Revision}
 	wopt.RegistryHosts = hosts
@@ -234,6 +246,23 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 		return nil, "", fmt.Errorf("start worker: %w", err)
 	}
 	return w, contentDir, nil
+}
+
+// gcPolicy is buildkitd's default GC policy bounded by space, as buildkitd
+// builds it for a worker without [[worker.oci.gcpolicy]] rules.
+func gcPolicy(space config.GCConfig, dstat disk.DiskStat) []client.PruneInfo {
+	var policy []client.PruneInfo
+	for _, rule := range config.DefaultGCPolicy(space, dstat) {
+		policy = append(policy, client.PruneInfo{
+			Filter:        rule.Filters,
+			All:           rule.All,
+			KeepDuration:  rule.KeepDuration.Duration,
+			ReservedSpace: rule.ReservedSpace.AsBytes(dstat),
+			MaxUsedSpace:  rule.MaxUsedSpace.AsBytes(dstat),
+			MinFreeSpace:  rule.MinFreeSpace.AsBytes(dstat),
+		})
+	}
+	return policy
 }
 
 // snapshotter picks overlayfs where the root supports it, else native.
@@ -252,7 +281,7 @@ func snapshotter(root, name string) (runc.SnapshotterFactory, error) {
 	case "native":
 		return runc.SnapshotterFactory{Name: name, New: native.NewSnapshotter}, nil
 	}
-	return runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q: use auto, overlayfs or native", name)
+	return runc.SnapshotterFactory{}, fmt.Errorf("unknown snapshotter %q: use %s", name, strings.Join(Snapshotters, ", "))
 }
 
 // Root is the engine's state directory.

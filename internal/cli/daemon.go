@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/buildkit/cmd/buildkitd/config"
 	"github.com/moby/buildkit/util/bklog"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -33,6 +38,106 @@ type daemonFlags struct {
 	snapshotter string
 	debugAddr   string
 	policy      backend.Policy
+
+	// buildkitd's flags, with buildkitd's meaning.
+	entitlements     []string
+	gc               bool
+	gcKeepStorage    string
+	ociSnapshotter   string
+	noProcessSandbox bool
+	group            string
+}
+
+// daemonSetup is what the flags resolve to before anything starts.
+type daemonSetup struct {
+	engine engine.Options // without Root and Cache
+	gid    int            // group of unix sockets; -1 leaves the process's
+}
+
+// resolve checks the buildkitd flags and turns them into engine options,
+// refusing what the engine cannot honour with one line naming the flag.
+func (f daemonFlags) resolve() (daemonSetup, error) {
+	s := daemonSetup{gid: -1}
+	for _, ent := range f.entitlements {
+		if !slices.Contains(engine.Entitlements, ent) {
+			return s, fmt.Errorf("--allow-insecure-entitlement %q: unknown entitlement, use %s", ent, strings.Join(engine.Entitlements, ", "))
+		}
+		if !slices.Contains(s.engine.Entitlements, ent) {
+			s.engine.Entitlements = append(s.engine.Entitlements, ent)
+		}
+	}
+	sn := f.snapshotter
+	if f.ociSnapshotter != "" {
+		if f.snapshotter != "" && f.snapshotter != "auto" && f.snapshotter != f.ociSnapshotter {
+			return s, fmt.Errorf("--oci-worker-snapshotter %q contradicts --snapshotter %q: give one", f.ociSnapshotter, f.snapshotter)
+		}
+		sn = f.ociSnapshotter
+	}
+	if sn == "" {
+		sn = "auto"
+	}
+	if !slices.Contains(engine.Snapshotters, sn) {
+		name := "--snapshotter"
+		if f.ociSnapshotter != "" {
+			name = "--oci-worker-snapshotter"
+		}
+		return s, fmt.Errorf("%s %q: not supported by s3cache's runc worker, use %s", name, sn, strings.Join(engine.Snapshotters, ", "))
+	}
+	s.engine.Snapshotter = sn
+	if f.noProcessSandbox {
+		// buildkitd refuses it without rootless mode, and the daemon runs as root.
+		return s, errors.New("--oci-worker-no-process-sandbox: not supported: it needs rootless mode, which s3cache daemon does not run (buildkitd refuses it without rootless too)")
+	}
+	s.engine.GC = f.gc
+	if f.gcKeepStorage != "" {
+		space, err := parseKeepStorage(f.gcKeepStorage)
+		if err != nil {
+			return s, fmt.Errorf("--oci-worker-gc-keepstorage %q: %w", f.gcKeepStorage, err)
+		}
+		s.engine.GCSpace = space
+	}
+	if f.group != "" {
+		gid, err := groupToGID(f.group)
+		if err != nil {
+			return s, fmt.Errorf("--group %q: %w", f.group, err)
+		}
+		s.gid = gid
+	}
+	return s, nil
+}
+
+// parseKeepStorage reads buildkitd's --oci-worker-gc-keepstorage:
+// "Reserved[,Free[,Maximum]]" in MB (10^6 bytes).
+func parseKeepStorage(in string) (config.GCConfig, error) {
+	var cfg config.GCConfig
+	parts := strings.Split(in, ",")
+	if len(parts) > 3 {
+		return cfg, errors.New(`want "Reserved[,Free[,Maximum]]" in MB`)
+	}
+	fields := []*config.DiskSpace{&cfg.GCReservedSpace, &cfg.GCMinFreeSpace, &cfg.GCMaxUsedSpace}
+	for i, p := range parts {
+		mb, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64)
+		if err != nil || mb < 0 {
+			return cfg, fmt.Errorf(`%q is not a whole number of MB; want "Reserved[,Free[,Maximum]]"`, p)
+		}
+		*fields[i] = config.DiskSpace{Bytes: mb * 1e6}
+	}
+	return cfg, nil
+}
+
+// groupToGID reads --group as buildkitd does: a numeric id or a group name.
+func groupToGID(group string) (int, error) {
+	if id, err := strconv.Atoi(group); err == nil {
+		if id < 0 {
+			return 0, errors.New("negative group id")
+		}
+		return id, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 func newDaemonCommand() *cobra.Command {
@@ -46,7 +151,11 @@ s3cache's; local, registry, inline, gha and azblob are BuildKit's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDaemon(cmd.Context(), f) },
 	}
-	fl := cmd.Flags()
+	addDaemonFlags(cmd.Flags(), &f)
+	return cmd
+}
+
+func addDaemonFlags(fl *pflag.FlagSet, f *daemonFlags) {
 	fl.StringArrayVar(&f.addrs, "addr", []string{DefaultAddr}, "Listening address (unix:///path or tcp://host:port); repeatable")
 	fl.StringVar(&f.root, "root", engine.DefaultRoot, "State directory")
 	fl.BoolVar(&f.debug, "debug", false, "Enable debug output in logs")
@@ -60,7 +169,15 @@ s3cache's; local, registry, inline, gha and azblob are BuildKit's.`,
 	fl.StringArrayVar(&f.policy.AllowBuckets, "s3-allow-bucket", nil, `A bucket clients' type=s3 specs may name, or a pattern such as "ci-*"; repeatable (default: any)`)
 	fl.BoolVar(&f.policy.RequireCredentials, "s3-require-credentials", false,
 		"Refuse type=s3 specs without access_key_id and secret_access_key, rather than sign them with the daemon's own AWS credentials")
-	return cmd
+	// buildkitd's flags, so that buildx's drivers can start the daemon.
+	fl.StringSliceVar(&f.entitlements, "allow-insecure-entitlement", nil,
+		"Allow an insecure entitlement builds may ask for: network.host, security.insecure or device; repeatable (buildkitd's flag)")
+	fl.BoolVar(&f.gc, "oci-worker-gc", true, "Garbage-collect the local build cache (buildkitd's flag)")
+	fl.StringVar(&f.gcKeepStorage, "oci-worker-gc-keepstorage", "",
+		`Local build cache the GC keeps, "Reserved[,Free[,Maximum]]" in MB (buildkitd's flag; default: buildkitd's for the root's disk)`)
+	fl.StringVar(&f.ociSnapshotter, "oci-worker-snapshotter", "", "Same as --snapshotter (buildkitd's flag): auto, overlayfs or native")
+	fl.BoolVar(&f.noProcessSandbox, "oci-worker-no-process-sandbox", false, "Refused: needs rootless mode, which the daemon does not run (buildkitd's flag)")
+	fl.StringVar(&f.group, "group", "", "Group (name or id) owning unix sockets, as buildkitd's flag (default: the process's)")
 }
 
 // engineCacheOptions sends the cache backend's warnings to the log.
@@ -108,11 +225,28 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// setSocketGroup gives a unix socket to gid (mode 0660 stays), as
+// buildkitd's --group does; gid -1 leaves it alone.
+func setSocketGroup(addr string, gid int) error {
+	path, ok := strings.CutPrefix(addr, "unix://")
+	if !ok || gid < 0 {
+		return nil
+	}
+	if err := os.Chown(path, -1, gid); err != nil {
+		return fmt.Errorf("--group: %w", err)
+	}
+	return nil
+}
+
 func runDaemon(ctx context.Context, f daemonFlags) error {
 	if f.debug {
 		logrus.SetLevel(logrus.DebugLevel)
 	}
 	if err := f.policy.Validate(); err != nil {
+		return err
+	}
+	setup, err := f.resolve()
+	if err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
@@ -132,6 +266,12 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 			return err
 		}
 		listeners = append(listeners, l)
+		if err := setSocketGroup(addr, setup.gid); err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
 	}
 	var debugListener net.Listener
 	if f.debugAddr != "" {
@@ -148,7 +288,9 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 	defer cancelEngine()
 	cacheOpts := engineCacheOptions()
 	cacheOpts.Policy = f.policy
-	e, err := engine.New(engineCtx, engine.Options{Root: f.root, Snapshotter: f.snapshotter, Cache: cacheOpts, GC: true})
+	opts := setup.engine
+	opts.Root, opts.Cache = f.root, cacheOpts
+	e, err := engine.New(engineCtx, opts)
 	if err != nil {
 		for _, l := range listeners {
 			l.Close()
