@@ -34,7 +34,7 @@ func (s *S3) GetVersion(ctx context.Context, key string) (io.ReadCloser, string,
 	if err != nil {
 		return nil, "", s.wrapErr("get", key, err)
 	}
-	return out.Body, aws.ToString(out.ETag), nil
+	return s.countDownload(key, out.Body), aws.ToString(out.ETag), nil
 }
 
 // PutIf stores body under key in one PUT only if the object's ETag is
@@ -64,6 +64,7 @@ func (s *S3) PutIf(ctx context.Context, key string, body Body, etag string) erro
 		}
 		return s.wrapErr("conditional put", key, err)
 	}
+	s.uploaded(key, body.Size)
 	return nil
 }
 

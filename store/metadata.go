@@ -17,9 +17,9 @@ func (s *S3) GetMetadata(ctx context.Context, key string) (io.ReadCloser, map[st
 	}
 	// The SDK lower-cases the keys as S3 does; a copy so callers may keep it.
 	meta := maps.Clone(out.Metadata)
-	var body io.ReadCloser = out.Body
+	body := s.countDownload(key, out.Body)
 	if out.ContentLength != nil && *out.ContentLength >= 0 {
-		body = &fullBody{rc: out.Body, left: *out.ContentLength, key: key}
+		body = &fullBody{rc: body, left: *out.ContentLength, key: key}
 	}
 	return body, meta, nil
 }

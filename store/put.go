@@ -31,6 +31,7 @@ func (s *S3) Put(ctx context.Context, key string, body Body) error {
 		if err != nil {
 			return s.wrapErr("put", key, err)
 		}
+		s.uploaded(key, size)
 		return nil
 	}
 	err := s.multipart(ctx, key, size, s.opts.PartSize, body.Metadata, func(ctx context.Context, upload *string, part int32, off, n int64) (*string, error) {
@@ -50,6 +51,7 @@ func (s *S3) Put(ctx context.Context, key string, body Body) error {
 	if err != nil {
 		return s.wrapErr("put", key, err)
 	}
+	s.uploaded(key, size)
 	return nil
 }
 

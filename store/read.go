@@ -97,10 +97,11 @@ func (s *S3) Get(ctx context.Context, key string, offset, length int64) (io.Read
 	if err != nil {
 		return nil, s.wrapErr("get", key, err)
 	}
+	body := s.countDownload(key, out.Body)
 	if out.ContentLength == nil || *out.ContentLength < 0 {
-		return out.Body, nil
+		return body, nil
 	}
-	return &fullBody{rc: out.Body, left: *out.ContentLength, key: key}, nil
+	return &fullBody{rc: body, left: *out.ContentLength, key: key}, nil
 }
 
 type eofReader struct{}

@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg spec.Config, opts Options) (*S3, error) {
 			o.BaseEndpoint = aws.String(cfg.EndpointURL)
 		}
 		o.UsePathStyle = cfg.UsePathStyle
+		o.APIOptions = append(o.APIOptions, addRequestMetrics)
 		if opts.RetryMaxBackoff > 0 {
 			o.Retryer = retry.AddWithMaxBackoffDelay(o.Retryer, opts.RetryMaxBackoff)
 		}
