@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/metrics"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
@@ -107,7 +108,15 @@ type placedBlob struct {
 // under each name: a manifest is never written before all its blobs exist.
 // It then re-checks the blobs a concurrent prune could have deleted since
 // they were found or uploaded (see package gc for the protocol).
-func (e *exporter) Finalize(ctx context.Context) (map[string]string, error) {
+func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr error) {
+	start := time.Now()
+	defer func() {
+		outcome := metrics.ExportOK
+		if retErr != nil {
+			outcome = metrics.ExportError
+		}
+		metrics.Export(outcome, time.Since(start))
+	}()
 	cacheConfig, descs, err := e.chains.Marshal(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
@@ -211,10 +220,12 @@ func (e *exporter) putBlob(ctx context.Context, pair v1.DescriptorProviderPair, 
 	case err == nil && obj.Size == desc.Size:
 		r := &placedBlob{pair: pair, lastModified: obj.LastModified}
 		if e.now().Sub(obj.LastModified) <= e.cfg.TouchRefresh {
+			metrics.ExportBlob(metrics.Reused)
 			return r, nil
 		}
 		err := e.store.Touch(ctx, key, obj.Size)
 		if err == nil {
+			metrics.ExportBlob(metrics.Touched)
 			r.lastModified, r.touched = e.now(), true
 			return r, nil
 		}
@@ -254,6 +265,7 @@ func (e *exporter) upload(ctx context.Context, pair v1.DescriptorProviderPair) e
 	if err := e.store.Put(ctx, e.layout.BlobKey(desc.Digest.String()), body); err != nil {
 		return done(fmt.Errorf("upload blob %s: %w", desc.Digest, err))
 	}
+	metrics.ExportBlob(metrics.Uploaded)
 	return done(nil)
 }
 

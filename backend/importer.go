@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/moby/buildkit/cache/remotecache"
 	v1 "github.com/moby/buildkit/cache/remotecache/v1"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/metrics"
 	"github.com/s3cache/s3cache/signature"
 	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
@@ -71,35 +73,46 @@ func (i *Importer) Resolve(ctx context.Context, _ ocispecs.Descriptor, id string
 // and can be used; none existing is an empty cache. A manifest that can't
 // be read or decoded is reported and the next name tried.
 func (i *Importer) Load(ctx context.Context) (*v1.CacheChains, error) {
+	start := time.Now()
+	cc, outcome, records, err := i.load(ctx)
+	metrics.Import(outcome, records, time.Since(start))
+	return cc, err
+}
+
+// load is Load, also saying how it ended and how many records it loaded.
+func (i *Importer) load(ctx context.Context) (*v1.CacheChains, metrics.ImportOutcome, int, error) {
 	var errs []error
 	for _, name := range i.cfg.Names {
 		config, err := i.readManifest(ctx, name)
 		if errors.Is(err, store.ErrBucketNotFound) {
 			// No other name can be there either; and a cache the user
 			// believes in must not vanish in silence.
-			return nil, fmt.Errorf("s3 cache import: %w", err)
+			return nil, metrics.ImportError, 0, fmt.Errorf("s3 cache import: %w", err)
 		}
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err == nil {
-			var cc *v1.CacheChains
-			if cc, err = i.chains(ctx, config); err == nil {
-				return cc, nil
+			var (
+				cc      *v1.CacheChains
+				records int
+			)
+			if cc, records, err = i.chains(ctx, config); err == nil {
+				return cc, metrics.ImportUsed, records, nil
 			}
 			err = fmt.Errorf("manifest %s: %w", name, err)
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("s3 cache import: %w", err)
+			return nil, metrics.ImportError, 0, fmt.Errorf("s3 cache import: %w", err)
 		}
 		i.opts.warnf(ctx, "s3 cache import: %v; ignoring it", err)
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		// BuildKit then builds without this cache and shows the error on the import step.
-		return nil, fmt.Errorf("s3 cache import: no usable manifest: %w", errors.Join(errs...))
+		return nil, metrics.ImportSkipped, 0, fmt.Errorf("s3 cache import: no usable manifest: %w", errors.Join(errs...))
 	}
-	return v1.NewCacheChains(), nil
+	return v1.NewCacheChains(), metrics.ImportAbsent, 0, nil
 }
 
 // readManifest reads and strictly decodes one manifest, bounded in size.
@@ -128,22 +141,27 @@ func (i *Importer) readManifest(ctx context.Context, name string) (cacheimportty
 	return config, nil
 }
 
-// chains turns a manifest into cache chains. Layers whose blob is missing
-// from the bucket are left out of the provider, so BuildKit drops the
-// results that need them: an expired blob costs a cache miss, not a build.
-func (i *Importer) chains(ctx context.Context, config cacheimporttypes.CacheConfig) (*v1.CacheChains, error) {
+// chains turns a manifest into cache chains, and counts the records it
+// keeps. Layers whose blob is missing from the bucket are left out of the
+// provider, so BuildKit drops the results that need them: an expired blob
+// costs a cache miss, not a build.
+func (i *Importer) chains(ctx context.Context, config cacheimporttypes.CacheConfig) (*v1.CacheChains, int, error) {
 	config, problems, err := manifest.Sanitize(config)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(problems) > 0 {
 		i.opts.warnf(ctx, "s3 cache import: damaged manifest, %d problems (first: %s); the steps they touch will rebuild", len(problems), problems[0])
 	}
 	present, err := i.presentBlobs(ctx, config.Layers)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return i.chainsOf(ctx, config, present)
+	cc, err := i.chainsOf(ctx, config, present)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cc, len(config.Records), nil
 }
 
 // chainsOf parses a sanitized manifest into cache chains, using only the
