@@ -1,6 +1,6 @@
 // Package debugserver serves Go's profiling endpoints (pprof, execution
-// traces, expvar) for the daemon's --debugaddr, as buildkitd's flag of the
-// same name does.
+// traces, expvar) and /metrics for the daemon's --debugaddr, as
+// buildkitd's flag of the same name does.
 package debugserver
 
 import (
@@ -12,9 +12,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/s3cache/s3cache/metrics"
 )
 
-// Handler serves /debug/pprof/... and /debug/vars.
+// Handler serves /debug/pprof/..., /debug/vars and /metrics.
 func Handler() http.Handler {
 	m := http.NewServeMux()
 	m.Handle("/debug/vars", expvar.Handler())
@@ -23,6 +25,7 @@ func Handler() http.Handler {
 	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.Handle("/metrics", metrics.Handler())
 	return m
 }
 

@@ -47,6 +47,7 @@ import (
 	"github.com/moby/buildkit/worker/base"
 	"github.com/moby/buildkit/worker/runc"
 	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/store"
@@ -79,6 +80,9 @@ type Options struct {
 	// (buildkitd's --allow-insecure-entitlement): network.host,
 	// security.insecure, device.
 	Entitlements []string
+	// MeterProvider receives BuildKit's own metrics (builds, steps,
+	// durations), as buildkitd hands its controller one; nil drops them.
+	MeterProvider metric.MeterProvider
 }
 
 // Entitlements the engine can grant, as buildkitd accepts them.
@@ -208,6 +212,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 		GarbageCollect:            w.GarbageCollect,
 		Entitlements:              opts.Entitlements,
 		GracefulStop:              ctx.Done(),
+		MeterProvider:             opts.MeterProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("build controller: %w", err)

@@ -37,6 +37,7 @@ type daemonFlags struct {
 	tls         engine.TLSFiles
 	snapshotter string
 	debugAddr   string
+	metricsAddr string
 	policy      backend.Policy
 
 	// buildkitd's flags, with buildkitd's meaning.
@@ -163,7 +164,8 @@ func addDaemonFlags(fl *pflag.FlagSet, f *daemonFlags) {
 	fl.StringVar(&f.tls.Key, "tlskey", "", "Key file for tcp:// addresses")
 	fl.StringVar(&f.tls.CA, "tlscacert", "", "CA certificate that client certificates must chain to")
 	fl.StringVar(&f.snapshotter, "snapshotter", "auto", "Snapshotter: auto (overlayfs where it works, else native), overlayfs or native")
-	fl.StringVar(&f.debugAddr, "debugaddr", "", "Serve Go profiling endpoints (/debug/pprof/, /debug/vars) on host:port; keep it on loopback")
+	fl.StringVar(&f.debugAddr, "debugaddr", "", "Serve Go profiling endpoints (/debug/pprof/, /debug/vars) and /metrics on host:port; keep it on loopback")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "Serve only /metrics (Prometheus), /healthz and /readyz on host:port, for scrapers and probes")
 	fl.StringArrayVar(&f.policy.AllowEndpoints, "s3-allow-endpoint", nil,
 		`An endpoint_url clients' type=s3 specs may name (scheme://host[:port]), or "aws" for specs without one; repeatable (default: any)`)
 	fl.StringArrayVar(&f.policy.AllowBuckets, "s3-allow-bucket", nil, `A bucket clients' type=s3 specs may name, or a pattern such as "ci-*"; repeatable (default: any)`)
@@ -284,12 +286,23 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 		}
 		debugListener = l
 	}
+	obs, err := startObservability(ctx, f.metricsAddr)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		if debugListener != nil {
+			debugListener.Close()
+		}
+		return err
+	}
+	defer obs.Close()
 	engineCtx, cancelEngine := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelEngine()
 	cacheOpts := engineCacheOptions()
 	cacheOpts.Policy = f.policy
 	opts := setup.engine
-	opts.Root, opts.Cache = f.root, cacheOpts
+	opts.Root, opts.Cache, opts.MeterProvider = f.root, cacheOpts, obs.meter
 	e, err := engine.New(engineCtx, opts)
 	if err != nil {
 		for _, l := range listeners {
@@ -301,7 +314,8 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 		return err
 	}
 	defer e.Close()
-	server := e.NewGRPCServer()
+	obs.engineUp(e)
+	server := e.NewGRPCServer(obs.serverOptions()...)
 	eg, egCtx := errgroup.WithContext(ctx)
 	for _, l := range listeners {
 		bklog.L.Infof("s3cache daemon listening on %s", l.Addr())
