@@ -14,7 +14,7 @@ FUZZ_IMPORT_EXECS ?= 5000x
 FUZZ_MERGE_EXECS ?= 5000x
 FUZZ_VERIFY_EXECS ?= 50000x
 
-.PHONY: build test deps vet fuzz demo bench
+.PHONY: build test deps vet fuzz demo bench image
 
 build:
 	$(GO) build -o bin/s3cache ./cmd/s3cache
@@ -23,6 +23,12 @@ build:
 demo: build
 	scripts/install-test-deps.sh --minio-only
 	$(GO) run ./demo
+
+# The s3cache BuildKit image for buildx's drivers, built offline with
+# s3cache build: bin/s3cache-image.tar, named $(IMAGE) (docs/deploy.md).
+IMAGE ?= s3cache:dev
+image: build
+	IMAGE=$(IMAGE) scripts/make-image.sh
 
 deps:
 	scripts/install-test-deps.sh

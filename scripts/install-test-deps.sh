@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need, idempotently: runc and busybox-static from
-# Debian, and MinIO built with `go install` at the pinned version into
+# Installs what the tests need, idempotently: runc, busybox-static and
+# docker.io (its dockerd) from Debian, and MinIO built with `go install` at the pinned version into
 # .tools/bin. Run as root on Debian; apt is skipped when the packages are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,10 @@ grep -q "github.com/moby/buildkit $BUILDKIT_VERSION" go.mod || { echo "scripts/v
 need_pkgs=()
 command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+# Docker's engine for the image test (test/e2e/image_test.go starts its own).
+if [ "${1:-}" != "--minio-only" ]; then
+  command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing from Debian: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -70,14 +70,21 @@ func newVersionCommand() *cobra.Command {
 }
 
 // Main runs the command line and returns the process exit code.
-func Main(ctx context.Context, args []string) int {
+func Main(ctx context.Context, args []string) int { return MainAs(ctx, "s3cache", args) }
+
+// MainAs runs the command line as the program named name (argv[0]'s base
+// name): as "buildkitd" it is the daemon with buildkitd's defaults.
+func MainAs(ctx context.Context, name string, args []string) int {
 	root := NewRootCommand(os.Stdout, os.Stderr)
+	if name == "buildkitd" {
+		root = newBuildkitdCommand(os.Stdout, os.Stderr)
+	}
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "error: %v\n", err)
 		var ue usageError
 		if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
-			fmt.Fprintln(os.Stderr, "See 's3cache --help'.")
+			fmt.Fprintf(os.Stderr, "See '%s --help'.\n", root.Name())
 			return 2
 		}
 		return 1
