@@ -42,12 +42,14 @@ import (
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto" // gRPC codec BuildKit clients expect
 	"github.com/moby/buildkit/util/network/netproviders"
 	"github.com/moby/buildkit/util/resolver"
+	resolverconfig "github.com/moby/buildkit/util/resolver/config"
 	"github.com/moby/buildkit/version"
 	"github.com/moby/buildkit/worker"
 	"github.com/moby/buildkit/worker/base"
 	"github.com/moby/buildkit/worker/runc"
 	bolt "go.etcd.io/bbolt"
 	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/s3cache/s3cache/backend"
 	"github.com/s3cache/s3cache/store"
@@ -73,9 +75,18 @@ type Options struct {
 	GC bool
 	// GCSpace bounds that collection as buildkitd's gckeepstorage and
 	// --oci-worker-gc-keepstorage do (reserved, min free, max used); all
-	// zero takes buildkitd's defaults for the root's disk. Its GCPolicy
-	// rules are not read.
+	// zero takes buildkitd's defaults for the root's disk. Its GC and
+	// GCPolicy fields are not read: see GC and GCPolicy.
 	GCSpace config.GCConfig
+	// GCPolicy, when not empty, replaces the default policy rule by rule,
+	// as buildkitd's [[worker.oci.gcpolicy]]; GCSpace then has no effect.
+	GCPolicy []config.GCPolicy
+	// MaxParallelism bounds the build steps the worker runs at once, as
+	// buildkitd's max-parallelism; 0 is no bound.
+	MaxParallelism int
+	// Registries configure registry hosts (mirrors, plain HTTP, TLS) for
+	// image pulls and the registry cache, as buildkitd's [registry."host"].
+	Registries map[string]resolverconfig.RegistryConfig
 	// Entitlements are the insecure entitlements builds may ask for
 	// (buildkitd's --allow-insecure-entitlement): network.host,
 	// security.insecure, device.
@@ -123,6 +134,9 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 			return nil, fmt.Errorf("unknown entitlement %q: use %s", ent, strings.Join(Entitlements, ", "))
 		}
 	}
+	if opts.MaxParallelism < 0 {
+		return nil, fmt.Errorf("max parallelism %d: want 0 (no bound) or more", opts.MaxParallelism)
+	}
 	e := &Engine{root: root, vault: backend.NewVault(), policy: opts.Cache.Policy}
 	defer func() {
 		if retErr != nil {
@@ -143,7 +157,7 @@ func New(ctx context.Context, opts Options) (_ *Engine, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("session manager: %w", err)
 	}
-	hosts := resolver.NewRegistryConfig(nil)
+	hosts := resolver.NewRegistryConfig(opts.Registries)
 	w, contentDir, err := newWorker(ctx, root, opts, hosts)
 	if err != nil {
 		return nil, err
@@ -232,7 +246,12 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 		return nil, "", err
 	}
 	nopt := netproviders.Opt{Mode: "auto"}
-	wopt, err := runc.NewWorkerOpt(root, sn, false, oci.ProcessSandbox, nil, nil, nopt, nil, "", "", false, nil, "", "", nil)
+	// A nil semaphore is no bound, as in buildkitd.
+	var parallelism *semaphore.Weighted
+	if opts.MaxParallelism > 0 {
+		parallelism = semaphore.NewWeighted(int64(opts.MaxParallelism))
+	}
+	wopt, err := runc.NewWorkerOpt(root, sn, false, oci.ProcessSandbox, nil, nil, nopt, nil, "", "", false, parallelism, "", "", nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("runc worker: %w", err)
 	}
@@ -242,7 +261,7 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 	}
 	if opts.GC {
 		dstat, _ := disk.GetDiskStat(root)
-		wopt.GCPolicy = gcPolicy(opts.GCSpace, dstat)
+		wopt.GCPolicy = gcPolicy(opts.GCSpace, opts.GCPolicy, dstat)
 	}
 	wopt.BuildkitVersion = client.BuildkitVersion{Package: version.Package, Version: version.Version, Revision: version.Revision}
 	wopt.RegistryHosts = hosts
@@ -253,11 +272,19 @@ func newWorker(ctx context.Context, root string, opts Options, hosts docker.Regi
 	return w, contentDir, nil
 }
 
-// gcPolicy is buildkitd's default GC policy bounded by space, as buildkitd
-// builds it for a worker without [[worker.oci.gcpolicy]] rules.
-func gcPolicy(space config.GCConfig, dstat disk.DiskStat) []client.PruneInfo {
+// gcPolicy is the worker's GC policy as buildkitd's getGCPolicy builds it:
+// the rules when there are any, else the default policy bounded by space.
+func gcPolicy(space config.GCConfig, rules []config.GCPolicy, dstat disk.DiskStat) []client.PruneInfo {
+	if len(rules) == 0 {
+		rules = config.DefaultGCPolicy(space, dstat)
+	}
 	var policy []client.PruneInfo
-	for _, rule := range config.DefaultGCPolicy(space, dstat) {
+	for _, rule := range rules {
+		// KeepBytes is deprecated, but buildkitd still reads it when
+		// ReservedSpace is unset.
+		if rule.ReservedSpace == (config.DiskSpace{}) && rule.KeepBytes != (config.DiskSpace{}) {
+			rule.ReservedSpace = rule.KeepBytes
+		}
 		policy = append(policy, client.PruneInfo{
 			Filter:        rule.Filters,
 			All:           rule.All,

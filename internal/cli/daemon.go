@@ -47,11 +47,16 @@ type daemonFlags struct {
 	ociSnapshotter   string
 	noProcessSandbox bool
 	group            string
+
+	configFile string         // --config: buildkitd.toml (daemonconfig.go)
+	file       fileSettings   // what only that file sets
+	flagSet    *pflag.FlagSet // tells flags given from defaults: they win over the file
 }
 
 // daemonSetup is what the flags resolve to before anything starts.
 type daemonSetup struct {
 	engine engine.Options // without Root and Cache
+	uid    int            // owner of unix sockets; -1 leaves the process's
 	gid    int            // group of unix sockets; -1 leaves the process's
 }
 
@@ -104,7 +109,7 @@ func (f daemonFlags) resolve() (daemonSetup, error) {
 		}
 		s.gid = gid
 	}
-	return s, nil
+	return f.applyFile(s)
 }
 
 // parseKeepStorage reads buildkitd's --oci-worker-gc-keepstorage:
@@ -157,6 +162,8 @@ s3cache's; local, registry, inline, gha and azblob are BuildKit's.`,
 }
 
 func addDaemonFlags(fl *pflag.FlagSet, f *daemonFlags) {
+	f.flagSet = fl
+	fl.StringVar(&f.configFile, "config", "", "buildkitd.toml to read, with buildkitd's meaning; keys it cannot honour are refused (default: "+defaultConfigPath+" when it exists)")
 	fl.StringArrayVar(&f.addrs, "addr", []string{DefaultAddr}, "Listening address (unix:///path or tcp://host:port); repeatable")
 	fl.StringVar(&f.root, "root", engine.DefaultRoot, "State directory")
 	fl.BoolVar(&f.debug, "debug", false, "Enable debug output in logs")
@@ -227,20 +234,10 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// setSocketGroup gives a unix socket to gid (mode 0660 stays), as
-// buildkitd's --group does; gid -1 leaves it alone.
-func setSocketGroup(addr string, gid int) error {
-	path, ok := strings.CutPrefix(addr, "unix://")
-	if !ok || gid < 0 {
-		return nil
-	}
-	if err := os.Chown(path, -1, gid); err != nil {
-		return fmt.Errorf("--group: %w", err)
-	}
-	return nil
-}
-
 func runDaemon(ctx context.Context, f daemonFlags) error {
+	if err := f.loadConfig(); err != nil {
+		return err
+	}
 	if f.debug {
 		logrus.SetLevel(logrus.DebugLevel)
 	}
@@ -268,7 +265,7 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 			return err
 		}
 		listeners = append(listeners, l)
-		if err := setSocketGroup(addr, setup.gid); err != nil {
+		if err := setSocketOwner(addr, setup.uid, setup.gid); err != nil {
 			for _, l := range listeners {
 				l.Close()
 			}
