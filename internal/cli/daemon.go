@@ -254,43 +254,41 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 	for _, w := range startupWarnings(f) {
 		bklog.L.Warn(w)
 	}
-	// Listeners first, so a bad address fails before any state is touched.
+	// Listeners first, so a bad address fails before any state is touched;
+	// until the engine is up, a failure closes whatever was opened.
 	var listeners []net.Listener
-	for _, addr := range f.addrs {
-		l, err := engine.Listen(addr, f.tls)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
-		}
-		listeners = append(listeners, l)
-		if err := setSocketOwner(addr, setup.uid, setup.gid); err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
-		}
-	}
 	var debugListener net.Listener
-	if f.debugAddr != "" {
-		l, err := debugserver.Listen(f.debugAddr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
+	started := false
+	defer func() {
+		if started {
+			return
 		}
-		debugListener = l
-	}
-	obs, err := startObservability(ctx, f.metricsAddr)
-	if err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
 		if debugListener != nil {
 			debugListener.Close()
 		}
+	}()
+	for _, addr := range f.addrs {
+		l, err := engine.Listen(addr, f.tls)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, l)
+		if err := setSocketOwner(addr, setup.uid, setup.gid); err != nil {
+			return err
+		}
+	}
+	if f.debugAddr != "" {
+		l, err := debugserver.Listen(f.debugAddr)
+		if err != nil {
+			return err
+		}
+		debugListener = l
+	}
+	obs, err := startObservability(ctx, f.metricsAddr)
+	if err != nil {
 		return err
 	}
 	defer obs.Close()
@@ -302,14 +300,9 @@ func runDaemon(ctx context.Context, f daemonFlags) error {
 	opts.Root, opts.Cache, opts.MeterProvider = f.root, cacheOpts, obs.meter
 	e, err := engine.New(engineCtx, opts)
 	if err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
-		if debugListener != nil {
-			debugListener.Close()
-		}
 		return err
 	}
+	started = true
 	defer e.Close()
 	obs.engineUp(e)
 	server := e.NewGRPCServer(obs.serverOptions()...)

@@ -273,6 +273,20 @@ func requireSameFiles(t *testing.T, a, b string, files ...string) {
 	}
 }
 
+// stopProcess interrupts cmd and waits for it to exit, killing it after
+// grace.
+func stopProcess(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 // daemon is a running BuildKit daemon (ours or upstream's).
 type daemon struct {
 	addr string
@@ -296,15 +310,7 @@ func startDaemon(t *testing.T, env []string, bin string, args ...string) *daemon
 	}
 	d := &daemon{addr: addr, cmd: cmd, log: log}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stopProcess(cmd, 20*time.Second)
 		if t.Failed() {
 			t.Logf("%s log:\n%s", filepath.Base(bin), log.String())
 		}

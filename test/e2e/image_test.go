@@ -137,15 +137,7 @@ func startDockerEngine(t *testing.T) *dockerEngine {
 		t.Fatalf("start dockerd: %v", err)
 	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stopProcess(cmd, 30*time.Second)
 		if t.Failed() {
 			t.Logf("dockerd log:\n%s", log.String())
 		}
