@@ -34,6 +34,9 @@ type buildResult struct {
 	send   time.Duration // the backend's Finalize within it
 	runs   int           // RUN steps
 	cached int           // RUN steps that were cache hits
+	// copies and copiesCached are the same for COPY steps (the scale
+	// workload's layers).
+	copies, copiesCached int
 }
 
 // build runs buildctl against d with the workload's context and extra
@@ -126,6 +129,12 @@ func parseProgress(r io.Reader) (buildResult, error) {
 			res.runs++
 			if v.Cached {
 				res.cached++
+			}
+		}
+		if strings.Contains(v.Name, "COPY ") {
+			res.copies++
+			if v.Cached {
+				res.copiesCached++
 			}
 		}
 		if v.Name == exportVertex && v.Started != nil && v.Completed != nil {

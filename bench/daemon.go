@@ -38,8 +38,9 @@ type daemon struct {
 }
 
 // startDaemon starts a daemon of kind with a fresh state directory under
-// parent and waits until it answers.
-func (b *bench) startDaemon(ctx context.Context, kind, name string) (*daemon, error) {
+// parent and waits until it answers; args are extra flags for both kinds
+// alike (flags buildkitd and `s3cache daemon` share).
+func (b *bench) startDaemon(ctx context.Context, kind, name string, args ...string) (*daemon, error) {
 	dir := filepath.Join(b.work, "daemons", name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("daemon dir: %w", err)
@@ -55,6 +56,7 @@ func (b *bench) startDaemon(ctx context.Context, kind, name string) (*daemon, er
 	default:
 		return nil, fmt.Errorf("unknown daemon kind %q", kind)
 	}
+	cmd.Args = append(cmd.Args, args...)
 	var debugAddr string
 	if os.Getenv("BENCH_TRACE") != "" {
 		port, err := miniotest.FreePort()

@@ -36,6 +36,8 @@ type results struct {
 	rssGrowth map[sampleKey]int64 // phase empty
 	total     time.Duration
 	signing   *signingCost // nil: not measured
+	merge     *mergeResult // nil: merge10k not run
+	scale     *scaleResult // nil: scale not run
 }
 
 func newResults(reps int, quick bool) *results {
@@ -264,7 +266,17 @@ func (r *results) importNote(sb *strings.Builder, wl string) {
 
 // environment describes the machine and the versions measured.
 func (b *bench) environment(ctx context.Context) []string {
-	env := []string{"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC")}
+	env := []string{"date: " + time.Now().UTC().Format("2006-01-02 15:04 UTC"), machineLine()}
+	env = append(env, b.versions(ctx)...)
+	for _, wl := range b.res.workloads {
+		env = append(env, "workload "+wl.String())
+	}
+	env = append(env, fmt.Sprintf("unrelated blobs: %d objects of 512 bytes under the many workload's blobs/ prefix", b.unrelated))
+	return env
+}
+
+// machineLine describes the machine.
+func machineLine() string {
 	cpu, cores := "", 0
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
@@ -293,8 +305,12 @@ func (b *bench) environment(ctx context.Context) []string {
 		}
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	env = append(env, fmt.Sprintf("machine: %s, %d cores, %s RAM, Linux %s (shared with other work: expect noise)",
-		cpu, cores, mem, strings.TrimSpace(string(kernel))))
+	return fmt.Sprintf("machine: %s, %d cores, %s RAM, Linux %s (shared with other work: expect noise)",
+		cpu, cores, mem, strings.TrimSpace(string(kernel)))
+}
+
+// versions are the lines naming what was measured.
+func (b *bench) versions(ctx context.Context) []string {
 	version := func(name string, args ...string) string {
 		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 		if err != nil {
@@ -313,14 +329,13 @@ func (b *bench) environment(ctx context.Context) []string {
 			}
 		}
 	}
-	env = append(env,
-		"s3cache: "+version("git", "-C", b.root, "describe", "--always", "--dirty")+", built with "+runtime.Version(),
-		"upstream: buildkitd and buildctl built from github.com/moby/buildkit "+pins["BUILDKIT_VERSION"],
-		"MinIO: github.com/minio/minio "+pins["MINIO_VERSION"]+"; its memory "+b.minioMemory,
-	)
-	for _, wl := range b.res.workloads {
-		env = append(env, "workload "+wl.String())
+	rev := b.rev
+	if rev == "" {
+		rev = version("git", "-C", b.root, "describe", "--always", "--dirty")
 	}
-	env = append(env, fmt.Sprintf("unrelated blobs: %d objects of 512 bytes under the many workload's blobs/ prefix", b.unrelated))
-	return env
+	return []string{
+		"s3cache: " + rev + ", built with " + runtime.Version(),
+		"upstream: buildkitd and buildctl built from github.com/moby/buildkit " + pins["BUILDKIT_VERSION"],
+		"MinIO: github.com/minio/minio " + pins["MINIO_VERSION"] + "; its memory " + b.minioMemory,
+	}
 }

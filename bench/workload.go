@@ -14,9 +14,13 @@ type workload struct {
 	steps int
 	size  int64 // bytes each step writes
 	dir   string
+	desc  string // String's text, when not the RUN workload's (scale)
 }
 
 func (w *workload) String() string {
+	if w.desc != "" {
+		return w.name + ": " + w.desc
+	}
 	return fmt.Sprintf("%s: %d RUN steps x %s, mode=max", w.name, w.steps, mibString(w.size))
 }
 
