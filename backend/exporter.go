@@ -121,7 +121,7 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
 	}
-	placed, index, err := e.putBlobs(ctx, cacheConfig, descs)
+	placed, err := e.putBlobs(ctx, cacheConfig, descs)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
@@ -129,7 +129,7 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache config: %w", err)
 	}
-	w := newManifestWriter(e, cacheConfig, dt, index.Stat)
+	w := newManifestWriter(e, cacheConfig, dt)
 	for _, name := range e.cfg.Names {
 		if err := w.write(ctx, name); err != nil {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
@@ -143,8 +143,8 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 
 // putBlobs makes every layer present and fresh in the bucket, with
 // upload_parallelism workers, and fills in the layer annotations. It
-// returns every blob, as placed, and what it learned of the bucket's blobs.
-func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, *store.Index, error) {
+// returns every blob, as placed.
+func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, error) {
 	// One blob may be several layers (the same bytes on other parents).
 	pairs := make([]v1.DescriptorProviderPair, 0, len(cc.Layers))
 	seen := make(map[digest.Digest]bool, len(cc.Layers))
@@ -152,11 +152,11 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		layer := &cc.Layers[i]
 		pair, ok := descs[layer.Blob]
 		if !ok {
-			return nil, nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
+			return nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
 		}
 		ann, err := manifest.LayerAnnotations(pair.Descriptor)
 		if err != nil {
-			return nil, nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
+			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
 		}
 		layer.Annotations = ann
 		if !seen[layer.Blob] {
@@ -182,7 +182,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	})
 	if errors.Is(listErr, store.ErrBucketNotFound) {
 		// Every upload would fail the same way: say so once, up front.
-		return nil, nil, fmt.Errorf("list blobs: %w", listErr)
+		return nil, fmt.Errorf("list blobs: %w", listErr)
 	}
 	// The index answers for the blobs its listing covered (one it says is
 	// absent is uploaded without a HEAD); HEADs check the rest.
@@ -207,7 +207,7 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 			return err
 		})
 	}
-	return placed, index, eg.Wait()
+	return placed, eg.Wait()
 }
 
 // putBlob uploads a blob the bucket lacks, or keeps the one it has,

@@ -41,9 +41,10 @@ type manifestWriter struct {
 	now     func() time.Time
 	warnf   func(ctx context.Context, format string, args ...any)
 	maxSize int64
-	// stat is how the export found its own blobs: from its listing where
-	// that covers the key, else a HEAD.
-	stat func(ctx context.Context, key string) (store.Object, error)
+	// probe asks which of other writers' blobs exist: one listing of the
+	// blobs' prefix where that is cheaper than a HEAD a blob, as for the
+	// export's own (a merge into 10,000 records has 10,000 to check).
+	probe func(ctx context.Context, keys []string) *store.Index
 
 	own      cacheimporttypes.CacheConfig
 	ownJSON  []byte
@@ -56,10 +57,19 @@ type manifestWriter struct {
 	overwrite bool
 }
 
-func newManifestWriter(e *exporter, own *cacheimporttypes.CacheConfig, ownJSON []byte, stat func(context.Context, string) (store.Object, error)) *manifestWriter {
+func newManifestWriter(e *exporter, own *cacheimporttypes.CacheConfig, ownJSON []byte) *manifestWriter {
+	checks := max(statParallelism, e.cfg.UploadParallelism)
+	probe := func(ctx context.Context, keys []string) *store.Index {
+		return e.prober.Probe(ctx, e.store, store.Query{
+			Dir: e.layout.BlobsDir(), Keys: keys, Parallel: checks, Where: prefixID(e.cfg, e.layout.BlobsDir()),
+			Warn: func(err error) {
+				bklog.G(ctx).Debugf("s3 cache export: merge=true: list blobs: %v; checking each with a HEAD instead", err)
+			},
+		})
+	}
 	w := &manifestWriter{
 		store: e.store, layout: e.layout, cfg: e.cfg, now: e.now, warnf: e.warnf, maxSize: e.maxManifestSize,
-		stat: stat, own: *own, ownJSON: ownJSON,
+		probe: probe, own: *own, ownJSON: ownJSON,
 		ownBlobs: make(map[digest.Digest]bool, len(own.Layers)), present: map[digest.Digest]bool{},
 	}
 	for _, l := range own.Layers {
@@ -175,9 +185,9 @@ func (w *manifestWriter) read(ctx context.Context, name string) (cacheimporttype
 }
 
 // merge merges the export's config into existing, after checking that the
-// blobs only existing names are still in the bucket: the listing the
-// export made answers where it covers them, a HEAD where it does not or
-// says absent (another writer may have uploaded since).
+// blobs only existing names are still in the bucket: a listing answers
+// where it is cheaper than HEADs, a HEAD where it does not cover a blob or
+// says it is absent (the listing may be older than the upload).
 func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
 	var check []digest.Digest
 	missing := map[digest.Digest]bool{}
@@ -202,13 +212,18 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 		check = append(check, l.Blob)
 	}
 	w.mu.Unlock()
+	keys := make([]string, len(check))
+	for i, dgst := range check {
+		keys[i] = w.layout.BlobKey(dgst.String())
+	}
+	index := w.probe(ctx, keys)
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(max(statParallelism, w.cfg.UploadParallelism))
 	found := make([]bool, len(check))
 	for i, dgst := range check {
 		eg.Go(func() error {
-			key := w.layout.BlobKey(dgst.String())
-			_, err := w.stat(gctx, key)
+			key := keys[i]
+			_, err := index.Stat(gctx, key)
 			if errors.Is(err, store.ErrNotFound) {
 				_, err = w.store.Stat(gctx, key)
 			}

@@ -363,3 +363,29 @@ func TestMergeKeepsABlobOnTwoParents(t *testing.T) {
 		t.Errorf("%d HEADs for 2 blobs", n)
 	}
 }
+
+// A merge into a manifest naming many blobs of other writers checks them
+// with one listing of the prefix, not a HEAD each, where the listing is
+// cheaper (10,000 records took 20 s of HEADs against MinIO; issue 18's
+// bench). The export's own few blobs in the crowded prefix still go by
+// HEAD.
+func TestMergeChecksManyBlobsWithAListing(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	sizes := make([]int, 400)
+	for i := range sizes {
+		sizes[i] = 1
+	}
+	others := f.Layers(t, sizes...)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, ""), others...)
+	spy.Reset()
+	own := f.Layers(t, 10)
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), own...)
+	if n := spy.Count(storetest.OpStat); n > 20 {
+		t.Errorf("the merge sent %d HEADs for %d blobs of other writers, want one listing", n, len(others))
+	}
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, others[len(others)-1:], true)
+	requireSteps(t, steps, own, true)
+}
