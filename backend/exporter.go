@@ -51,8 +51,15 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 		if now == nil {
 			now = time.Now
 		}
-		return &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober,
-			warnf: opts.warnf, maxManifestSize: opts.maxManifestSize()}, nil
+		e := &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober,
+			warnf: opts.warnf, maxManifestSize: opts.maxManifestSize()}
+		e.manifests = newManifestWriter(e)
+		if cfg.Merge {
+			// BuildKit resolves exporters as the build starts, with the
+			// build's context: the reads overlap the build.
+			e.manifests.prefetch(ctx)
+		}
+		return e, nil
 	}
 }
 
@@ -71,6 +78,7 @@ type exporter struct {
 	warnf     func(ctx context.Context, format string, args ...any)
 	// maxManifestSize bounds a manifest merge=true reads, and one it writes.
 	maxManifestSize int64
+	manifests       *manifestWriter
 }
 
 func (*exporter) Name() string { return "exporting cache to Amazon S3" }
@@ -129,7 +137,8 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache config: %w", err)
 	}
-	w := newManifestWriter(e, cacheConfig, dt)
+	w := e.manifests
+	w.setOwn(cacheConfig, dt)
 	for _, name := range e.cfg.Names {
 		if err := w.write(ctx, name); err != nil {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)

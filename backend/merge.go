@@ -46,18 +46,25 @@ type manifestWriter struct {
 	// export's own (a merge into 10,000 records has 10,000 to check).
 	probe func(ctx context.Context, keys []string) *store.Index
 
-	own      cacheimporttypes.CacheConfig
-	ownJSON  []byte
-	ownBlobs map[digest.Digest]bool
+	own     cacheimporttypes.CacheConfig // set by setOwn at Finalize
+	ownJSON []byte
 
-	mu      sync.Mutex
-	present map[digest.Digest]bool // other writers' blobs, as found
+	// prefetched is each name's manifest as read, with its blobs checked,
+	// while the build ran (merge=true): the merge's first round then
+	// costs the export nothing but the merge itself.
+	prefetched map[string]*prefetch
+
+	mu       sync.Mutex
+	ownBlobs map[digest.Digest]bool
+	present  map[digest.Digest]bool // other writers' blobs, as found
 	// overwrite is set once the store refused a conditional write: the
 	// export warned and writes its other names without one.
 	overwrite bool
 }
 
-func newManifestWriter(e *exporter, own *cacheimporttypes.CacheConfig, ownJSON []byte) *manifestWriter {
+// newManifestWriter returns the writer of e's manifests; the export's own
+// config comes later, with setOwn.
+func newManifestWriter(e *exporter) *manifestWriter {
 	checks := max(statParallelism, e.cfg.UploadParallelism)
 	probe := func(ctx context.Context, keys []string) *store.Index {
 		return e.prober.Probe(ctx, e.store, store.Query{
@@ -69,13 +76,70 @@ func newManifestWriter(e *exporter, own *cacheimporttypes.CacheConfig, ownJSON [
 	}
 	w := &manifestWriter{
 		store: e.store, layout: e.layout, cfg: e.cfg, now: e.now, warnf: e.warnf, maxSize: e.maxManifestSize,
-		probe: probe, own: *own, ownJSON: ownJSON,
-		ownBlobs: make(map[digest.Digest]bool, len(own.Layers)), present: map[digest.Digest]bool{},
+		probe: probe, ownBlobs: map[digest.Digest]bool{}, present: map[digest.Digest]bool{},
 	}
+	return w
+}
+
+// setOwn gives the writer the export's config, marshalled as ownJSON.
+func (w *manifestWriter) setOwn(own *cacheimporttypes.CacheConfig, ownJSON []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.own, w.ownJSON = *own, ownJSON
 	for _, l := range own.Layers {
 		w.ownBlobs[l.Blob] = true
 	}
-	return w
+}
+
+// existingManifest is a manifest under a name as a merge read it.
+type existingManifest struct {
+	cfg      cacheimporttypes.CacheConfig
+	etag     string
+	warnings []string // said in the export's progress when it is used
+}
+
+// prefetch is a read of one name's manifest started with the build.
+type prefetch struct {
+	done chan struct{}
+	ex   existingManifest
+	err  error
+}
+
+// prefetch starts reading each name's manifest and checking the blobs it
+// names, to overlap the build. A merge uses what it read only if the
+// manifest is still that one when the merged one is written: the write
+// is conditional on its ETag, and a blob a current manifest names is one
+// prune keeps (package gc), so the checks stay true until then.
+func (w *manifestWriter) prefetch(ctx context.Context) {
+	w.prefetched = make(map[string]*prefetch, len(w.cfg.Names))
+	for _, name := range w.cfg.Names {
+		p := &prefetch{done: make(chan struct{})}
+		w.prefetched[name] = p
+		go func() {
+			defer close(p.done)
+			p.ex, p.err = w.read(ctx, name)
+			if p.err == nil {
+				p.err = w.checkBlobs(ctx, p.ex.cfg)
+			}
+		}()
+	}
+}
+
+// existing is the manifest under name to merge into: the prefetched one
+// in the first round, when there is one and it was read, else read now.
+func (w *manifestWriter) existing(ctx context.Context, name string, first bool) (existingManifest, error) {
+	if p := w.prefetched[name]; first && p != nil {
+		select {
+		case <-p.done:
+			if p.err == nil {
+				return p.ex, nil
+			}
+			bklog.G(ctx).Debugf("s3 cache export: merge=true: reading manifest %s during the build: %v; reading it again", name, p.err)
+		case <-ctx.Done():
+			return existingManifest{}, context.Cause(ctx)
+		}
+	}
+	return w.read(ctx, name)
 }
 
 // write writes the manifest under name.
@@ -90,11 +154,15 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 	}
 	backoff := mergeBackoff
 	for attempt := 1; ; attempt++ {
-		existing, etag, err := w.read(ctx, name)
+		ex, err := w.existing(ctx, name, attempt == 1)
 		if err != nil {
 			return err
 		}
-		merged, rep, err := w.merge(ctx, existing)
+		for _, warning := range ex.warnings {
+			w.warnf(ctx, "%s", warning)
+		}
+		etag := ex.etag
+		merged, rep, err := w.merge(ctx, ex.cfg)
 		if err != nil {
 			return fmt.Errorf("merge into manifest %s: %w", name, err)
 		}
@@ -145,52 +213,55 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 // NoObject when there is none. One that cannot be used (too large, not a
 // cache config) is replaced by this export's, with a warning: no import
 // could use it either.
-func (w *manifestWriter) read(ctx context.Context, name string) (cacheimporttypes.CacheConfig, string, error) {
-	var cfg cacheimporttypes.CacheConfig
+func (w *manifestWriter) read(ctx context.Context, name string) (existingManifest, error) {
+	var ex existingManifest
+	replace := func(format string, args ...any) (existingManifest, error) {
+		ex.cfg = cacheimporttypes.CacheConfig{}
+		ex.warnings = append(ex.warnings, fmt.Sprintf(format, args...))
+		return ex, nil
+	}
 	dt, etag, err := store.ReadAllVersion(ctx, w.store, w.layout.ManifestKey(name), w.maxSize)
+	ex.etag = etag
 	switch {
 	case errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrBucketNotFound):
-		return cfg, store.NoObject, nil
+		ex.etag = store.NoObject
+		return ex, nil
 	case errors.Is(err, store.ErrTooLarge):
-		w.warnf(ctx, "s3 cache: merge=true: manifest %s is larger than %d bytes, which no import reads; replacing it", name, w.maxSize)
-		return cfg, etag, nil
+		return replace("s3 cache: merge=true: manifest %s is larger than %d bytes, which no import reads; replacing it", name, w.maxSize)
 	case err != nil:
-		return cfg, "", fmt.Errorf("read manifest %s to merge into: %w", name, err)
+		return ex, fmt.Errorf("read manifest %s to merge into: %w", name, err)
 	}
 	if !w.cfg.SigningKey.IsZero() {
 		// A signing export must not sign what someone without its key
 		// put there: it merges only a manifest its own key signed.
 		untrusted, err := w.verifyExisting(ctx, name, dt)
 		if err != nil {
-			return cfg, "", err
+			return ex, err
 		}
 		if untrusted != nil {
-			w.warnf(ctx, "s3 cache: merge=true: manifest %s is %v; replacing it with this export's", name, untrusted)
-			return cacheimporttypes.CacheConfig{}, etag, nil
+			return replace("s3 cache: merge=true: manifest %s is %v; replacing it with this export's", name, untrusted)
 		}
 	}
-	if err := manifest.Decode(dt, &cfg); err != nil {
-		w.warnf(ctx, "s3 cache: merge=true: manifest %s is not a cache config (%v); replacing it", name, err)
-		return cacheimporttypes.CacheConfig{}, etag, nil
+	if err := manifest.Decode(dt, &ex.cfg); err != nil {
+		return replace("s3 cache: merge=true: manifest %s is not a cache config (%v); replacing it", name, err)
 	}
-	cfg, problems, err := manifest.Sanitize(cfg)
+	cfg, problems, err := manifest.Sanitize(ex.cfg)
 	if err != nil {
-		w.warnf(ctx, "s3 cache: merge=true: manifest %s: %v; replacing it", name, err)
-		return cacheimporttypes.CacheConfig{}, etag, nil
+		return replace("s3 cache: merge=true: manifest %s: %v; replacing it", name, err)
 	}
 	if len(problems) > 0 {
 		bklog.G(ctx).Debugf("s3 cache export: manifest %s: dropped what no import could use: %v", name, problems)
 	}
-	return cfg, etag, nil
+	ex.cfg = cfg
+	return ex, nil
 }
 
-// merge merges the export's config into existing, after checking that the
-// blobs only existing names are still in the bucket: a listing answers
-// where it is cheaper than HEADs, a HEAD where it does not cover a blob or
-// says it is absent (the listing may be older than the upload).
-func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
+// checkBlobs learns which of the blobs existing names, other than the
+// export's own, are still in the bucket: a listing answers where it is
+// cheaper than HEADs, a HEAD where it does not cover a blob or says it is
+// absent (the listing may be older than the upload).
+func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttypes.CacheConfig) error {
 	var check []digest.Digest
-	missing := map[digest.Digest]bool{}
 	// One blob may be several layers (the same bytes on other parents).
 	seen := map[digest.Digest]bool{}
 	w.mu.Lock()
@@ -199,19 +270,15 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 			continue
 		}
 		seen[l.Blob] = true
-		if l.Blob.Validate() != nil {
-			missing[l.Blob] = true
-			continue
-		}
-		if p, ok := w.present[l.Blob]; ok {
-			if !p {
-				missing[l.Blob] = true
-			}
+		if _, ok := w.present[l.Blob]; ok || l.Blob.Validate() != nil {
 			continue
 		}
 		check = append(check, l.Blob)
 	}
 	w.mu.Unlock()
+	if len(check) == 0 {
+		return nil
+	}
 	keys := make([]string, len(check))
 	for i, dgst := range check {
 		keys[i] = w.layout.BlobKey(dgst.String())
@@ -237,13 +304,30 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 		})
 	}
 	if err := eg.Wait(); err != nil {
-		return cacheimporttypes.CacheConfig{}, manifest.MergeReport{}, err
+		return err
 	}
 	w.mu.Lock()
 	for i, dgst := range check {
 		w.present[dgst] = found[i]
-		if !found[i] {
-			missing[dgst] = true
+	}
+	w.mu.Unlock()
+	return nil
+}
+
+// merge merges the export's config into existing, after checking that the
+// blobs only existing names are still in the bucket (checkBlobs).
+func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
+	if err := w.checkBlobs(ctx, existing); err != nil {
+		return cacheimporttypes.CacheConfig{}, manifest.MergeReport{}, err
+	}
+	missing := map[digest.Digest]bool{}
+	w.mu.Lock()
+	for _, l := range existing.Layers {
+		if w.ownBlobs[l.Blob] {
+			continue
+		}
+		if l.Blob.Validate() != nil || !w.present[l.Blob] {
+			missing[l.Blob] = true
 		}
 	}
 	w.mu.Unlock()

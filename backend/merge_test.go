@@ -389,3 +389,43 @@ func TestMergeChecksManyBlobsWithAListing(t *testing.T) {
 	requireSteps(t, steps, others[len(others)-1:], true)
 	requireSteps(t, steps, own, true)
 }
+
+// merge=true reads the manifest and checks its blobs while the build
+// runs (BuildKit resolves exporters as it starts): the read is done
+// before Finalize. When another writer changes the manifest meanwhile,
+// the conditional write finds it and the merge reads again: every
+// writer's steps are kept.
+func TestMergeReadsWhileTheBuildRuns(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	a, b, x := f.Layers(t, 100), f.Layers(t, 200), f.Layers(t, 300, 301)
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), a...)
+	spy.Reset()
+
+	exp, err := backend.ResolveCacheExporterFunc(opts)(t.Context(), nil, mergeAttrs(t, "merge=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); spy.Count(storetest.OpGetVersion) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the exporter did not read the manifest before Finalize")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Another writer, during the build.
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), b...)
+	if err := f.Add(exp, x...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exp.Finalize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, a, true)
+	requireSteps(t, steps, b, true)
+	requireSteps(t, steps, x, true)
+	if n := spy.Count(storetest.OpPutIf); n != 3 {
+		t.Errorf("%d conditional writes, want 3 (the other writer's, then ours refused and again)", n)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/pkg/labels"
+	"github.com/moby/buildkit/cache/remotecache"
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/util/contentutil"
 	digest "github.com/opencontainers/go-digest"
@@ -127,6 +128,19 @@ func (f *Factory) ExportE(ctx context.Context, opts ExportOptions, attrs map[str
 	if err != nil {
 		return fmt.Errorf("resolve exporter: %w", err)
 	}
+	if err := f.Add(exp, layers...); err != nil {
+		return err
+	}
+	if _, err := exp.Finalize(ctx); err != nil {
+		return fmt.Errorf("finalize: %w", err)
+	}
+	return nil
+}
+
+// Add adds to exp the chain of steps Export exports, step i producing
+// layers 0..i, for tests that resolve and finalize the exporter
+// themselves.
+func (f *Factory) Add(exp remotecache.Exporter, layers ...Layer) error {
 	var prev solver.CacheExporterRecord
 	for i := range layers {
 		remote := &solver.Remote{Provider: f.buf}
@@ -143,9 +157,6 @@ func (f *Factory) ExportE(ctx context.Context, opts ExportOptions, attrs map[str
 			return fmt.Errorf("add step %d: %w", i, err)
 		}
 		prev = rec
-	}
-	if _, err := exp.Finalize(ctx); err != nil {
-		return fmt.Errorf("finalize: %w", err)
 	}
 	return nil
 }
