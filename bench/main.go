@@ -56,9 +56,9 @@ func run() error {
 	s3cacheBin := flag.String("s3cache", "", "our daemon's binary (default bin/s3cache)")
 	note := flag.String("note", "", "a remark on the run (e.g. other load on the machine) for the merge10k and scale sections")
 	rev := flag.String("rev", "", "what -s3cache was built from, for the results (default: git describe of this tree)")
-	scaleSizes := flag.String("scale-sizes", "60,600,3000", "layer counts of the scale workload, smallest first")
-	scaleUpstreamMax := flag.Int("scale-upstream-max", 0, "largest layer count the scale workload runs upstream at (0: every size)")
-	scaleBigReps := flag.Int("scale-big-reps", 1, "repetitions of the scale workload at 1000 layers and more (at most -reps)")
+	scaleSizes := flag.String("scale-sizes", "60,300,600", "layer counts of the scale workload, smallest first (3000, the issue's, is out of reach: see bench/README.md)")
+	scaleUpstreamMax := flag.Int("scale-upstream-max", 300, "largest layer count the scale workload runs upstream at (0: every size)")
+	scaleBigReps := flag.Int("scale-big-reps", 1, "repetitions of the scale workload above 100 layers (at most -reps; 0: -reps)")
 	keep := flag.Bool("keep", false, "keep the scratch directory")
 	noImport := flag.Bool("no-import", false, "skip the import phase (for iterating on exports)")
 	minioMiB := flag.Int64("minio-memory", 0, "cap MinIO's memory, page cache included, at this many MiB with a memory cgroup (0: no cap; see bench/README.md)")
@@ -426,7 +426,12 @@ func (b *bench) importBuild(ctx context.Context, wl *workload, kind, name, prefi
 	defer d.stop()
 	out := filepath.Join(b.work, name+"-out")
 	defer os.RemoveAll(out)
-	wait := d.traceFor(ctx, 10, filepath.Join(b.work, name+".trace"))
+	seconds := 10
+	if wl.steps > 100 {
+		// The scale workload's imports take minutes: profile most of one.
+		seconds = wl.steps / 4
+	}
+	wait := d.traceFor(ctx, seconds, filepath.Join(b.work, name+".trace"))
 	defer wait()
 	return b.build(ctx, d, wl, "--import-cache", b.cacheAttrs(prefix), "--output", "type=local,dest="+out)
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/s3cache/s3cache/manifest"
+	"github.com/s3cache/s3cache/spec"
 	"github.com/s3cache/s3cache/store"
 )
 
@@ -63,7 +64,20 @@ type mergeResult struct {
 	// prefix's blobs, and a HEAD of each seeded blob, mergeHeads at a time.
 	listTime, headTime time.Duration
 	listed             int
+	// ownJSON is the manifest a merge=false export wrote: the build's own
+	// records, for timing the merge's computation alone.
+	ownJSON []byte
+	compute *mergeCompute
 }
+
+// mergeCompute is the merge's computation alone, in the bench's process,
+// medians of mergeComputeReps: what the exporter does with the bytes read
+// (decode, sanitise), the merge, the check of its result and its encoding.
+type mergeCompute struct {
+	decode, merge, encode time.Duration
+}
+
+const mergeComputeReps = 5
 
 // mergeHeads is the HEADs in flight of the store-alone row: what the
 // exporter's merge uses (backend's statParallelism, above the default
@@ -111,8 +125,16 @@ func (b *bench) measureMerge(ctx context.Context, wl *workload) error {
 		wait := d.traceFor(ctx, 10, filepath.Join(b.work, fmt.Sprintf("%s-merge-%t-%d.trace", wl.name, merge, traces)))
 		r, err := b.build(ctx, d, wl, "--export-cache", attrs)
 		wait()
-		if err != nil || !merge {
+		if err != nil {
 			return r, err
+		}
+		if !merge {
+			if mr.ownJSON == nil {
+				if mr.ownJSON, err = store.ReadAll(ctx, st, st.Layout().ManifestKey(mergeName), manifest.DefaultMaxSize); err != nil {
+					return r, fmt.Errorf("read the merge=false manifest: %w", err)
+				}
+			}
+			return r, nil
 		}
 		n, err := manifestRecords(ctx, st)
 		if err != nil {
@@ -164,6 +186,9 @@ func (b *bench) measureMerge(ctx context.Context, wl *workload) error {
 			b.res.add(wl.name, phase, ours, r)
 			progressf("%s: %s %d: export %.2fs (backend %.2fs)", wl.name, phase, rep+1, r.export.Seconds(), r.send.Seconds())
 		}
+	}
+	if mr.compute, err = timeMergeCompute(mr.ownJSON, seed.json); err != nil {
+		return err
 	}
 	progressf("%s: the store alone: listing the prefix, then a HEAD of each seeded blob", wl.name)
 	start = time.Now()
@@ -251,6 +276,47 @@ func seedMerge(ctx context.Context, st *store.S3) (*mergeSeed, error) {
 		return nil, fmt.Errorf("put seed blobs: %w", err)
 	}
 	return seed, nil
+}
+
+// timeMergeCompute times the exporter's work on the manifests' bytes, as
+// backend's manifestWriter does it (read, merge), without the bucket.
+func timeMergeCompute(ownJSON, seedJSON []byte) (*mergeCompute, error) {
+	var own cacheimporttypes.CacheConfig
+	if err := manifest.Decode(ownJSON, &own); err != nil {
+		return nil, fmt.Errorf("decode own manifest: %w", err)
+	}
+	var decodes, merges, encodes []time.Duration
+	for range mergeComputeReps {
+		start := time.Now()
+		var existing cacheimporttypes.CacheConfig
+		if err := manifest.Decode(seedJSON, &existing); err != nil {
+			return nil, fmt.Errorf("decode seed: %w", err)
+		}
+		existing, _, err := manifest.Sanitize(existing)
+		if err != nil {
+			return nil, fmt.Errorf("sanitize seed: %w", err)
+		}
+		decodes = append(decodes, time.Since(start))
+		start = time.Now()
+		merged, _, err := manifest.Merge(own, existing, manifest.MergeOptions{
+			Keep: spec.DefaultMergeKeep, Now: time.Now(), Missing: map[digest.Digest]bool{},
+			Limits: manifest.Limits{MaxLayers: manifest.MaxLayers, MaxRecords: manifest.MaxRecords, MaxBytes: manifest.DefaultMaxSize},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+		if merged, _, err = manifest.Sanitize(merged); err != nil {
+			return nil, fmt.Errorf("sanitize merged: %w", err)
+		}
+		merges = append(merges, time.Since(start))
+		start = time.Now()
+		if _, err := json.Marshal(merged); err != nil {
+			return nil, fmt.Errorf("marshal merged: %w", err)
+		}
+		encodes = append(encodes, time.Since(start))
+	}
+	med := func(ds []time.Duration) time.Duration { return time.Duration(medianSeconds(ds) * float64(time.Second)) }
+	return &mergeCompute{decode: med(decodes), merge: med(merges), encode: med(encodes)}, nil
 }
 
 // manifestRecords is the number of records of the manifest under mergeName.
@@ -346,6 +412,11 @@ func (r *results) mergeMarkdown() string {
 		fmt.Fprintf(&sb, "\nThe store alone on the same prefix, after the exports: one listing of its blobs (%d objects) took %.2f s; "+
 			"a HEAD of each of the %d seeded blobs, %d in flight (as the exporter's merge checks them), %.2f s.\n",
 			mr.listed, mr.listTime.Seconds(), mr.seedLayers, mergeHeads, mr.headTime.Seconds())
+	}
+	if c := mr.compute; c != nil {
+		fmt.Fprintf(&sb, "The merge's computation alone, in the bench's process (median of %d): decoding and sanitising the seed %.0f ms, "+
+			"merging the build's own manifest into it and sanitising the result %.0f ms, encoding it %.0f ms.\n",
+			mergeComputeReps, c.decode.Seconds()*1000, c.merge.Seconds()*1000, c.encode.Seconds()*1000)
 	}
 	return sb.String()
 }

@@ -80,7 +80,7 @@ func (b *bench) measureScale(ctx context.Context, sizes []int, upstreamMax, bigR
 			sr.skipped[n] = fmt.Sprintf("upstream not run above %d layers (-scale-upstream-max)", upstreamMax)
 		}
 		reps := b.reps
-		if n >= 1000 && bigReps > 0 {
+		if n > 100 && bigReps > 0 {
 			reps = min(reps, bigReps)
 		}
 		sr.reps[n] = reps
@@ -109,6 +109,7 @@ func orderOf(rep int, kinds []string) []string {
 }
 
 func (b *bench) measureScaleSize(ctx context.Context, wl *workload, kinds []string, reps int) error {
+	n := wl.steps
 	snap := []string{"--oci-worker-snapshotter", scaleSnapshotter}
 	daemons := map[string]*daemon{}
 	defer func() {
@@ -140,7 +141,7 @@ func (b *bench) measureScaleSize(ctx context.Context, wl *workload, kinds []stri
 	for rep := range reps {
 		for _, kind := range orderOf(rep, kinds) {
 			prefix := fmt.Sprintf("%s/%s/r%d/", wl.name, kind, rep)
-			wait := daemons[kind].traceFor(ctx, 30, filepath.Join(b.work, fmt.Sprintf("%s-export-%s-%d.trace", wl.name, kind, rep)))
+			wait := daemons[kind].traceFor(ctx, max(10, n/5), filepath.Join(b.work, fmt.Sprintf("%s-export-%s-%d.trace", wl.name, kind, rep)))
 			r, err := b.build(ctx, daemons[kind], wl, b.exportTo(prefix)...)
 			wait()
 			if err != nil {
