@@ -150,6 +150,24 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	return nil, nil
 }
 
+// checks is how many existence checks (HEADs) go at once: HEADs carry no
+// data, so more than upload_parallelism's uploads.
+func (e *exporter) checks() int { return max(statParallelism, e.cfg.UploadParallelism) }
+
+// probeBlobs learns which of keys, blob keys of the export's prefix, exist:
+// one listing where cheaper than a HEAD each (store.Prober). listErr is a
+// listing that failed; the index then leaves every key to a HEAD.
+func (e *exporter) probeBlobs(ctx context.Context, keys []string) (index *store.Index, listErr error) {
+	index = e.prober.Probe(ctx, e.store, store.Query{
+		Dir: e.layout.BlobsDir(), Keys: keys, Parallel: e.checks(), Where: prefixID(e.cfg, e.layout.BlobsDir()),
+		Warn: func(err error) {
+			listErr = err
+			bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
+		},
+	})
+	return index, listErr
+}
+
 // putBlobs makes every layer present and fresh in the bucket, with
 // upload_parallelism workers, and fills in the layer annotations. It
 // returns every blob, as placed.
@@ -180,15 +198,8 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 	// What the bucket has, in bulk where that is cheaper than a HEAD a blob.
 	// HEADs carry no data: more go at once than uploads, which
 	// upload_parallelism bounds ("layers uploaded in parallel").
-	checks := max(statParallelism, e.cfg.UploadParallelism)
-	var listErr error
-	index := e.prober.Probe(ctx, e.store, store.Query{
-		Dir: e.layout.BlobsDir(), Keys: keys, Parallel: checks, Where: prefixID(e.cfg, e.layout.BlobsDir()),
-		Warn: func(err error) {
-			listErr = err
-			bklog.G(ctx).Debugf("s3 cache export: list blobs: %v; checking each with a HEAD instead", err)
-		},
-	})
+	checks := e.checks()
+	index, listErr := e.probeBlobs(ctx, keys)
 	if errors.Is(listErr, store.ErrBucketNotFound) {
 		// Every upload would fail the same way: say so once, up front.
 		return nil, fmt.Errorf("list blobs: %w", listErr)

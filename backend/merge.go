@@ -44,7 +44,8 @@ type manifestWriter struct {
 	// probe asks which of other writers' blobs exist: one listing of the
 	// blobs' prefix where that is cheaper than a HEAD a blob, as for the
 	// export's own (a merge into 10,000 records has 10,000 to check).
-	probe func(ctx context.Context, keys []string) *store.Index
+	probe  func(ctx context.Context, keys []string) *store.Index
+	checks int // existence checks at once (exporter.checks)
 
 	own     cacheimporttypes.CacheConfig // set by setOwn at Finalize
 	ownJSON []byte
@@ -65,18 +66,13 @@ type manifestWriter struct {
 // newManifestWriter returns the writer of e's manifests; the export's own
 // config comes later, with setOwn.
 func newManifestWriter(e *exporter) *manifestWriter {
-	checks := max(statParallelism, e.cfg.UploadParallelism)
 	probe := func(ctx context.Context, keys []string) *store.Index {
-		return e.prober.Probe(ctx, e.store, store.Query{
-			Dir: e.layout.BlobsDir(), Keys: keys, Parallel: checks, Where: prefixID(e.cfg, e.layout.BlobsDir()),
-			Warn: func(err error) {
-				bklog.G(ctx).Debugf("s3 cache export: merge=true: list blobs: %v; checking each with a HEAD instead", err)
-			},
-		})
+		index, _ := e.probeBlobs(ctx, keys) // a failed listing leaves HEADs
+		return index
 	}
 	w := &manifestWriter{
 		store: e.store, layout: e.layout, cfg: e.cfg, now: e.now, warnf: e.warnf, maxSize: e.maxManifestSize,
-		probe: probe, ownBlobs: map[digest.Digest]bool{}, present: map[digest.Digest]bool{},
+		probe: probe, checks: e.checks(), ownBlobs: map[digest.Digest]bool{}, present: map[digest.Digest]bool{},
 	}
 	return w
 }
@@ -285,7 +281,7 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 	}
 	index := w.probe(ctx, keys)
 	eg, gctx := errgroup.WithContext(ctx)
-	eg.SetLimit(max(statParallelism, w.cfg.UploadParallelism))
+	eg.SetLimit(w.checks)
 	found := make([]bool, len(check))
 	for i, dgst := range check {
 		eg.Go(func() error {
