@@ -224,6 +224,8 @@ func (i *Importer) presentBlobs(ctx context.Context, layers []cacheimporttypes.C
 			obj, err := index.Stat(ctx, i.layout.BlobKey(dgst))
 			switch {
 			case errors.Is(err, store.ErrNotFound):
+				// A merge in this process must check it again (store.PresentTTL).
+				i.opts.Prober.NoteAbsent(prefixID(i.cfg, i.layout.BlobsDir()), []string{i.layout.BlobKey(dgst)})
 				i.opts.warnf(ctx, "s3 cache import: blob %s is missing from the bucket; its steps will rebuild", dgst)
 			case err != nil:
 				return fmt.Errorf("check blob %s: %w", dgst, err)

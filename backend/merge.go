@@ -46,6 +46,11 @@ type manifestWriter struct {
 	// export's own (a merge into 10,000 records has 10,000 to check).
 	probe  func(ctx context.Context, keys []string) *store.Index
 	checks int // existence checks at once (exporter.checks)
+	// prober remembers other writers' blobs this process found, under
+	// where, for store.PresentTTL: a daemon merging into a crowded name
+	// again soon checks only blobs it has not seen lately.
+	prober *store.Prober
+	where  string
 
 	own     cacheimporttypes.CacheConfig // set by setOwn at Finalize
 	ownJSON []byte
@@ -72,7 +77,7 @@ func newManifestWriter(e *exporter) *manifestWriter {
 	}
 	w := &manifestWriter{
 		store: e.store, layout: e.layout, cfg: e.cfg, now: e.now, warnf: e.warnf, maxSize: e.maxManifestSize,
-		probe: probe, checks: e.checks(), ownBlobs: map[digest.Digest]bool{}, present: map[digest.Digest]bool{},
+		probe: probe, checks: e.checks(), prober: e.prober, where: prefixID(e.cfg, e.layout.BlobsDir()), ownBlobs: map[digest.Digest]bool{}, present: map[digest.Digest]bool{},
 	}
 	return w
 }
@@ -279,6 +284,27 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 	for i, dgst := range check {
 		keys[i] = w.layout.BlobKey(dgst.String())
 	}
+	// Blobs this process saw lately count as checked (store.PresentTTL).
+	start := w.now()
+	lately := w.prober.SeenPresent(w.where, keys, start)
+	var recent []digest.Digest
+	unseen, unseenKeys := check[:0:0], keys[:0:0]
+	for i, ok := range lately {
+		if ok {
+			recent = append(recent, check[i])
+		} else {
+			unseen, unseenKeys = append(unseen, check[i]), append(unseenKeys, keys[i])
+		}
+	}
+	w.mu.Lock()
+	for _, dgst := range recent {
+		w.present[dgst] = true
+	}
+	w.mu.Unlock()
+	check, keys = unseen, unseenKeys
+	if len(check) == 0 {
+		return nil
+	}
 	index := w.probe(ctx, keys)
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.SetLimit(w.checks)
@@ -302,11 +328,19 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 	if err := eg.Wait(); err != nil {
 		return err
 	}
+	var foundKeys, goneKeys []string
 	w.mu.Lock()
 	for i, dgst := range check {
 		w.present[dgst] = found[i]
+		if found[i] {
+			foundKeys = append(foundKeys, keys[i])
+		} else {
+			goneKeys = append(goneKeys, keys[i])
+		}
 	}
 	w.mu.Unlock()
+	w.prober.NotePresent(w.where, foundKeys, start)
+	w.prober.NoteAbsent(w.where, goneKeys)
 	return nil
 }
 

@@ -429,3 +429,57 @@ func TestMergeReadsWhileTheBuildRuns(t *testing.T) {
 		t.Errorf("%d conditional writes, want 3 (the other writer's, then ours refused and again)", n)
 	}
 }
+
+// A daemon merging into a crowded name again soon checks only the blobs of
+// other writers it has not seen lately (store.PresentTTL): the second
+// merge asks the bucket nothing about the 400 it checked in the first.
+// Past the TTL, or once an import found a blob gone, it checks again, and
+// a record on a blob deleted meanwhile is dropped.
+func TestMergeTrustsBlobsItSawLately(t *testing.T) {
+	mem := storetest.NewMemory()
+	spy := storetest.NewSpy(mem)
+	f := cachetest.New()
+	sizes := make([]int, 400)
+	for i := range sizes {
+		sizes[i] = 1000 + i
+	}
+	others := f.Layers(t, sizes...)
+	now := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	opts := memOptions(spy, &logLines{})
+	opts.Prober = store.NewProber()
+	opts.Now = func() time.Time { return now }
+	f.Export(t, opts, mergeAttrs(t, ""), others...)
+
+	// Blobs asked about: one a HEAD, or one an object listed.
+	asked := func() int { return spy.Count(storetest.OpStat) + spy.ObjectsListed() }
+	spy.Reset()
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), f.Layers(t, 10)...)
+	if n := asked(); n < len(others) {
+		t.Fatalf("the first merge asked about %d blobs, want the %d of other writers at least", n, len(others))
+	}
+
+	spy.Reset()
+	now = now.Add(store.PresentTTL / 2)
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), f.Layers(t, 11)...)
+	// The export's own blob is checked (a first page of at most 100
+	// objects, a HEAD or two); the 400 others are not.
+	if n := asked(); n > 110 {
+		t.Errorf("a merge %v after the first asked about %d blobs (%d HEADs, %d listed), want only its own", store.PresentTTL/2, n, spy.Count(storetest.OpStat), spy.ObjectsListed())
+	}
+
+	// Gone, and past the TTL: checked again, and its steps dropped.
+	if err := mem.Delete(t.Context(), []string{mergeLayout.BlobKey(others[100].Digest())}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(store.PresentTTL)
+	spy.Reset()
+	own := f.Layers(t, 12)
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), own...)
+	if n := asked(); n < len(others) {
+		t.Errorf("a merge %v after the blobs were seen asked about %d blobs, want the %d of other writers again", store.PresentTTL, n, len(others))
+	}
+	steps := stepsOf(t, spy, "main")
+	requireSteps(t, steps, others[:100], true)
+	requireSteps(t, steps, others[100:], false)
+	requireSteps(t, steps, own, true)
+}

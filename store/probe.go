@@ -40,12 +40,15 @@ const maxCrowded = 1024
 // prefix holds: the next probe of that prefix that would stop early again
 // (too few keys for that many objects) sends its HEADs at once instead of
 // first paying for a page that would tell it the same. HEADs answer either
-// way: what is remembered only chooses how to ask. Whoever opens stores
+// way: what is remembered only chooses how to ask. It also remembers, for a
+// while, blobs a check found (presence.go), for a merge's checks of other
+// writers' blobs. Whoever opens stores
 // owns one (the engine for every export and import, a bucket command for
 // its run); it is safe for concurrent use, and the zero value is ready.
 type Prober struct {
 	mu      sync.Mutex
 	crowded map[string]crowdedPrefix
+	present map[presentKey]time.Time // see presence.go
 }
 
 type crowdedPrefix struct {
