@@ -271,7 +271,7 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 			continue
 		}
 		seen[l.Blob] = true
-		if _, ok := w.present[l.Blob]; ok || l.Blob.Validate() != nil {
+		if _, ok := w.present[l.Blob]; ok || manifest.ValidDigest(l.Blob) != nil {
 			continue
 		}
 		check = append(check, l.Blob)
@@ -356,7 +356,7 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 		if w.ownBlobs[l.Blob] {
 			continue
 		}
-		if l.Blob.Validate() != nil || !w.present[l.Blob] {
+		if manifest.ValidDigest(l.Blob) != nil || !w.present[l.Blob] {
 			missing[l.Blob] = true
 		}
 	}

@@ -136,7 +136,7 @@ func (m *merger) add(cfg cacheimporttypes.CacheConfig, own bool) error {
 			rmap[i] = -1
 			continue
 		}
-		if err := r.Digest.Validate(); err != nil {
+		if err := ValidDigest(r.Digest); err != nil {
 			// BuildKit's key storage refuses the whole config over one.
 			return fmt.Errorf("record %d: digest %q: %w", i, r.Digest, err)
 		}

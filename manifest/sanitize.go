@@ -198,7 +198,7 @@ func validRecords(records []cacheimporttypes.CacheRecord, excluded []bool) (ok [
 		// is not a digest (empty, above all) is too: BuildKit's cache key
 		// storage takes an empty key for a record still being indexed and
 		// refuses the whole manifest as a loop.
-		if excluded[i] || strings.HasPrefix(r.Digest.String(), "random:") || r.Digest.Validate() != nil {
+		if excluded[i] || strings.HasPrefix(r.Digest.String(), "random:") || ValidDigest(r.Digest) != nil {
 			finish(i, bad)
 		}
 	}
