@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -167,7 +166,7 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 		if err != nil {
 			return fmt.Errorf("merge into manifest %s: %w", name, err)
 		}
-		dt, err := json.Marshal(merged)
+		dt, err := manifest.Encode(&merged)
 		if err != nil {
 			return fmt.Errorf("marshal merged manifest %s: %w", name, err)
 		}
