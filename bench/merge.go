@@ -310,7 +310,7 @@ func timeMergeCompute(ownJSON, seedJSON []byte) (*mergeCompute, error) {
 		}
 		merges = append(merges, time.Since(start))
 		start = time.Now()
-		if _, err := json.Marshal(merged); err != nil {
+		if _, err := manifest.Encode(&merged); err != nil {
 			return nil, fmt.Errorf("marshal merged: %w", err)
 		}
 		encodes = append(encodes, time.Since(start))
