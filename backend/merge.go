@@ -96,6 +96,9 @@ type existingManifest struct {
 	cfg      cacheimporttypes.CacheConfig
 	etag     string
 	warnings []string // said in the export's progress when it is used
+	// prepared is cfg indexed for the merge, when read during the build
+	// (nil: the merge indexes it).
+	prepared *manifest.PreparedMerge
 }
 
 // prefetch is a read of one name's manifest started with the build.
@@ -120,6 +123,9 @@ func (w *manifestWriter) prefetch(ctx context.Context) {
 			p.ex, p.err = w.read(ctx, name)
 			if p.err == nil {
 				p.err = w.checkBlobs(ctx, p.ex.cfg)
+			}
+			if p.err == nil {
+				p.ex.prepared = manifest.PrepareMerge(p.ex.cfg)
 			}
 		}()
 	}
@@ -162,7 +168,7 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 			w.warnf(ctx, "%s", warning)
 		}
 		etag := ex.etag
-		merged, rep, err := w.merge(ctx, ex.cfg)
+		merged, rep, err := w.merge(ctx, ex)
 		if err != nil {
 			return fmt.Errorf("merge into manifest %s: %w", name, err)
 		}
@@ -345,7 +351,8 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 
 // merge merges the export's config into existing, after checking that the
 // blobs only existing names are still in the bucket (checkBlobs).
-func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.CacheConfig) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
+func (w *manifestWriter) merge(ctx context.Context, ex existingManifest) (cacheimporttypes.CacheConfig, manifest.MergeReport, error) {
+	existing := ex.cfg
 	if err := w.checkBlobs(ctx, existing); err != nil {
 		return cacheimporttypes.CacheConfig{}, manifest.MergeReport{}, err
 	}
@@ -360,7 +367,11 @@ func (w *manifestWriter) merge(ctx context.Context, existing cacheimporttypes.Ca
 		}
 	}
 	w.mu.Unlock()
-	merged, rep, err := manifest.Merge(w.own, existing, manifest.MergeOptions{
+	prepared := ex.prepared
+	if prepared == nil {
+		prepared = manifest.PrepareMerge(existing)
+	}
+	merged, rep, err := prepared.Merge(w.own, manifest.MergeOptions{
 		Keep:    w.cfg.MergeKeep,
 		Now:     w.now(),
 		Missing: missing,

@@ -2,10 +2,12 @@ package manifest
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	cacheimporttypes "github.com/moby/buildkit/cache/remotecache/v1/types"
@@ -67,14 +69,41 @@ func (r MergeReport) Dropped() bool {
 // result to the other. The same record in both keeps the results of both;
 // duplicates collapse.
 func Merge(own, existing cacheimporttypes.CacheConfig, opts MergeOptions) (cacheimporttypes.CacheConfig, MergeReport, error) {
-	m := &merger{layerIdx: map[layerKey]int{}, recordIdx: map[string]int{}}
-	if err := m.add(own, true); err != nil {
+	return PrepareMerge(existing).Merge(own, opts)
+}
+
+// PreparedMerge is an existing config indexed for one Merge: interning
+// its records and layers is most of a merge's work on a large manifest,
+// and an export does it while the build runs, before its own config is
+// known.
+type PreparedMerge struct {
+	m    *merger
+	err  error
+	used atomic.Bool
+}
+
+// PrepareMerge indexes existing for a Merge into it.
+func PrepareMerge(existing cacheimporttypes.CacheConfig) *PreparedMerge {
+	p := &PreparedMerge{m: &merger{layerIdx: map[layerKey]int{}, recordIdx: map[string]int{}}}
+	if err := p.m.add(existing, false); err != nil {
+		p.err = fmt.Errorf("merge: the existing cache config: %w", err)
+	}
+	return p
+}
+
+// Merge is Merge(own, existing, opts) for the existing config p was
+// prepared from. A PreparedMerge serves one Merge: a second is an error.
+func (p *PreparedMerge) Merge(own cacheimporttypes.CacheConfig, opts MergeOptions) (cacheimporttypes.CacheConfig, MergeReport, error) {
+	if p.used.Swap(true) {
+		return cacheimporttypes.CacheConfig{}, MergeReport{}, errors.New("merge: a prepared merge was used twice")
+	}
+	if p.err != nil {
+		return cacheimporttypes.CacheConfig{}, MergeReport{}, p.err
+	}
+	if err := p.m.add(own, true); err != nil {
 		return cacheimporttypes.CacheConfig{}, MergeReport{}, fmt.Errorf("merge: this export's cache config: %w", err)
 	}
-	if err := m.add(existing, false); err != nil {
-		return cacheimporttypes.CacheConfig{}, MergeReport{}, fmt.Errorf("merge: the existing cache config: %w", err)
-	}
-	return m.finish(opts)
+	return p.m.finish(opts)
 }
 
 type layerKey struct {

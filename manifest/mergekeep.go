@@ -4,7 +4,6 @@ package manifest
 // to the union, and the merged config built from what is left.
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -101,7 +100,7 @@ func (l Limits) fit(cfg cacheimporttypes.CacheConfig) (bool, error) {
 	// Marshalling a large config costs as much as the rest of the merge:
 	// only when a cheap bound does not settle it.
 	if l.MaxBytes > 0 && sizeBound(cfg) > l.MaxBytes {
-		dt, err := json.Marshal(cfg)
+		dt, err := Encode(&cfg)
 		if err != nil {
 			return false, fmt.Errorf("merge: marshal the merged cache config: %w", err)
 		}
