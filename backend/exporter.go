@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -129,16 +128,22 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache chains: %w", err)
 	}
-	placed, err := e.putBlobs(ctx, cacheConfig, descs)
-	if err != nil {
+	if err := annotateLayers(cacheConfig, descs); err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)
 	}
-	dt, err := json.Marshal(cacheConfig)
+	dt, err := manifest.Encode(cacheConfig)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: marshal cache config: %w", err)
 	}
 	w := e.manifests
 	w.setOwn(cacheConfig, dt)
+	// A merge into a large manifest overlaps the uploads; it is written
+	// after them.
+	w.premerge(ctx)
+	placed, err := e.putBlobs(ctx, cacheConfig, descs)
+	if err != nil {
+		return nil, fmt.Errorf("s3 cache export: %w", err)
+	}
 	for _, name := range e.cfg.Names {
 		if err := w.write(ctx, name); err != nil {
 			return nil, fmt.Errorf("s3 cache export: write manifest %s: %w", name, err)
@@ -168,9 +173,27 @@ func (e *exporter) probeBlobs(ctx context.Context, keys []string) (index *store.
 	return index, listErr
 }
 
+// annotateLayers fills in each layer's annotations from its blob's
+// descriptor; every layer must have one.
+func annotateLayers(cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) error {
+	for i := range cc.Layers {
+		layer := &cc.Layers[i]
+		pair, ok := descs[layer.Blob]
+		if !ok {
+			return fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
+		}
+		ann, err := manifest.LayerAnnotations(pair.Descriptor)
+		if err != nil {
+			return fmt.Errorf("layer %s: %w", layer.Blob, err)
+		}
+		layer.Annotations = ann
+	}
+	return nil
+}
+
 // putBlobs makes every layer present and fresh in the bucket, with
-// upload_parallelism workers, and fills in the layer annotations. It
-// returns every blob, as placed.
+// upload_parallelism workers (annotateLayers first). It only reads cc: a
+// merge reads it meanwhile. It returns every blob, as placed.
 func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfig, descs v1.DescriptorProvider) ([]*placedBlob, error) {
 	// One blob may be several layers (the same bytes on other parents).
 	pairs := make([]v1.DescriptorProviderPair, 0, len(cc.Layers))
@@ -181,11 +204,6 @@ func (e *exporter) putBlobs(ctx context.Context, cc *cacheimporttypes.CacheConfi
 		if !ok {
 			return nil, fmt.Errorf("layer %s: no descriptor for blob", layer.Blob)
 		}
-		ann, err := manifest.LayerAnnotations(pair.Descriptor)
-		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", layer.Blob, err)
-		}
-		layer.Annotations = ann
 		if !seen[layer.Blob] {
 			seen[layer.Blob] = true
 			pairs = append(pairs, pair)

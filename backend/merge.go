@@ -58,6 +58,9 @@ type manifestWriter struct {
 	// while the build ran (merge=true): the merge's first round then
 	// costs the export nothing but the merge itself.
 	prefetched map[string]*prefetch
+	// premerged is each name's first round, merged while the export's
+	// blobs went up (premerge).
+	premerged map[string]*premergeRound
 
 	mu       sync.Mutex
 	ownBlobs map[digest.Digest]bool
@@ -160,26 +163,15 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 	}
 	backoff := mergeBackoff
 	for attempt := 1; ; attempt++ {
-		ex, err := w.existing(ctx, name, attempt == 1)
+		r, err := w.firstRound(ctx, name, attempt == 1)
 		if err != nil {
 			return err
 		}
+		ex, merged, rep, body := r.ex, r.merged, r.rep, r.body
 		for _, warning := range ex.warnings {
 			w.warnf(ctx, "%s", warning)
 		}
 		etag := ex.etag
-		merged, rep, err := w.merge(ctx, ex)
-		if err != nil {
-			return fmt.Errorf("merge into manifest %s: %w", name, err)
-		}
-		dt, err := manifest.Encode(&merged)
-		if err != nil {
-			return fmt.Errorf("marshal merged manifest %s: %w", name, err)
-		}
-		body, err := manifestBody(w.cfg, name, dt)
-		if err != nil {
-			return err
-		}
 		if w.overwrite {
 			err = w.store.Put(ctx, key, body)
 		} else {
@@ -213,6 +205,82 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// mergeRound is one round's merged manifest for a name, ready to write
+// conditionally on ex.etag.
+type mergeRound struct {
+	ex     existingManifest
+	merged cacheimporttypes.CacheConfig
+	rep    manifest.MergeReport
+	body   store.Body
+}
+
+// round reads (or takes the prefetched read of) the manifest under name
+// and merges the export's config into it.
+func (w *manifestWriter) round(ctx context.Context, name string, first bool) (mergeRound, error) {
+	ex, err := w.existing(ctx, name, first)
+	if err != nil {
+		return mergeRound{}, err
+	}
+	merged, rep, err := w.merge(ctx, ex)
+	if err != nil {
+		return mergeRound{}, fmt.Errorf("merge into manifest %s: %w", name, err)
+	}
+	dt, err := manifest.Encode(&merged)
+	if err != nil {
+		return mergeRound{}, fmt.Errorf("marshal merged manifest %s: %w", name, err)
+	}
+	body, err := manifestBody(w.cfg, name, dt)
+	if err != nil {
+		return mergeRound{}, err
+	}
+	return mergeRound{ex: ex, merged: merged, rep: rep, body: body}, nil
+}
+
+// premergeRound is a first round computed while the export's blobs go up.
+type premergeRound struct {
+	done chan struct{}
+	r    mergeRound
+	err  error
+}
+
+// premerge starts each name's first round as soon as the export's config
+// is known (setOwn), to overlap the blobs' checks and uploads: the merged
+// manifest is only written after them (write), so a manifest still never
+// names a blob not yet in the bucket.
+func (w *manifestWriter) premerge(ctx context.Context) {
+	if !w.cfg.Merge {
+		return
+	}
+	w.premerged = make(map[string]*premergeRound, len(w.cfg.Names))
+	for _, name := range w.cfg.Names {
+		p := &premergeRound{done: make(chan struct{})}
+		w.premerged[name] = p
+		go func() {
+			defer close(p.done)
+			p.r, p.err = w.round(ctx, name, true)
+		}()
+	}
+}
+
+// firstRound is a round of write: the premerged one in the first round
+// when it succeeded, else one computed now (reading again if the
+// premerge failed: its read may be what failed).
+func (w *manifestWriter) firstRound(ctx context.Context, name string, first bool) (mergeRound, error) {
+	if p := w.premerged[name]; first && p != nil {
+		select {
+		case <-p.done:
+			if p.err == nil {
+				return p.r, nil
+			}
+			bklog.G(ctx).Debugf("s3 cache export: merge=true: merging into manifest %s during the uploads: %v; merging again", name, p.err)
+			return w.round(ctx, name, false)
+		case <-ctx.Done():
+			return mergeRound{}, context.Cause(ctx)
+		}
+	}
+	return w.round(ctx, name, first)
 }
 
 // read returns the manifest under name, sanitised, and its ETag; none and

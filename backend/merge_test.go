@@ -483,3 +483,39 @@ func TestMergeTrustsBlobsItSawLately(t *testing.T) {
 	requireSteps(t, steps, others[100:], false)
 	requireSteps(t, steps, own, true)
 }
+
+// merge=true merges while the export's blobs go up, but writes the merged
+// manifest only once every one of them is in the bucket: a blob upload
+// held back holds the manifest back too.
+func TestMergeWritesAfterItsBlobs(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), f.Layers(t, 100, 101)...)
+
+	own := f.Layers(t, 200, 201, 202)
+	var uploaded atomic.Int64
+	release := make(chan struct{})
+	spy.Before = func(ctx context.Context, op storetest.Op, key string) error {
+		switch {
+		case op == storetest.OpPut && strings.HasPrefix(key, mergeLayout.BlobsDir()):
+			<-release
+		case op == storetest.OpPutIf && uploaded.Load() != int64(len(own)):
+			t.Errorf("manifest written with %d of the export's %d blobs uploaded", uploaded.Load(), len(own))
+		}
+		return nil
+	}
+	spy.After = func(op storetest.Op, key string, err error) error {
+		if op == storetest.OpPut && strings.HasPrefix(key, mergeLayout.BlobsDir()) && err == nil {
+			uploaded.Add(1)
+		}
+		return err
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+	}()
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), own...)
+	spy.Before, spy.After = nil, nil
+	requireSteps(t, stepsOf(t, spy, "main"), own, true)
+}
