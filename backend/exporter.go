@@ -45,12 +45,11 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 		if err != nil {
 			return nil, err
 		}
-		cc := v1.NewCacheChains()
 		now := opts.Now
 		if now == nil {
 			now = time.Now
 		}
-		e := &exporter{CacheExporterTarget: cc, chains: cc, cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober,
+		e := &exporter{chains: newCacheChains(), cfg: cfg, comp: comp, store: st, layout: layout, now: now, info: &infoMemo{}, localBlob: opts.LocalBlob, prober: opts.Prober,
 			warnf: opts.warnf, maxManifestSize: opts.maxManifestSize()}
 		e.manifests = newManifestWriter(e)
 		if cfg.Merge {
@@ -63,8 +62,9 @@ func ResolveCacheExporterFunc(opts Options) remotecache.ResolveCacheExporterFunc
 }
 
 type exporter struct {
-	solver.CacheExporterTarget
-	chains *v1.CacheChains
+	// chains is the export's solver.CacheExporterTarget: BuildKit's cache
+	// chains, marshalled in linear time (see cacheChains).
+	chains *cacheChains
 	cfg    spec.Config
 	comp   compression.Config
 	store  store.Store
@@ -90,7 +90,7 @@ func (e *exporter) Config() remotecache.Config {
 // wrapped so that Finalize's marshalling asks the content store about each
 // blob once (see infoMemo).
 func (e *exporter) Add(dgst digest.Digest, deps [][]solver.CacheLink, results []solver.CacheExportResult) (solver.CacheExporterRecord, bool, error) {
-	return e.CacheExporterTarget.Add(dgst, deps, e.info.wrap(results))
+	return e.chains.Add(dgst, deps, e.info.wrap(results))
 }
 
 // recheckAge bounds how long before an export's manifest a blob it names
