@@ -42,12 +42,15 @@ func mergingRecords(records []cacheimporttypes.CacheRecord) []int {
 		itemOf[i] = -1
 	}
 	newItem := func() int {
-		items = append(items, simItem{children: map[simLink]map[int]bool{}})
+		items = append(items, simItem{}) // children made on the first
 		return len(items) - 1
 	}
 	// descendants are it and every item below it.
 	descendants := func(it int) map[int]bool {
 		seen := map[int]bool{it: true}
+		if len(items[it].children) == 0 {
+			return seen
+		}
 		stack := []int{it}
 		for len(stack) > 0 {
 			top := stack[len(stack)-1]
@@ -78,7 +81,16 @@ func mergingRecords(records []cacheimporttypes.CacheRecord) []int {
 		// The records matching every input slot, as CacheChains.Add
 		// intersects them.
 		var matches map[int]bool
+		if len(r.Inputs) == 1 && len(r.Inputs[0]) == 1 && itemOf[r.Inputs[0][0].LinkIndex] >= 0 {
+			// The usual record, one input: its candidates are that
+			// input's children by the link, read only below.
+			in := r.Inputs[0][0]
+			matches = items[itemOf[in.LinkIndex]].children[simLink{in.Selector, 0, r.Digest}]
+		}
 		for slot, links := range r.Inputs {
+			if matches != nil && len(r.Inputs) == 1 && len(links) == 1 {
+				break
+			}
 			cands := map[int]bool{}
 			for _, in := range links {
 				if itemOf[in.LinkIndex] < 0 {
@@ -124,6 +136,9 @@ func mergingRecords(records []cacheimporttypes.CacheRecord) []int {
 					continue // Add drops an input below the record itself
 				}
 				l := simLink{in.Selector, slot, r.Digest}
+				if items[src].children == nil {
+					items[src].children = map[simLink]map[int]bool{}
+				}
 				if items[src].children[l] == nil {
 					items[src].children[l] = map[int]bool{}
 				}
