@@ -10,10 +10,12 @@ import (
 )
 
 // infoMemo remembers, for one export, what each result's provider said it
-// holds. BuildKit's CacheChains.Marshal asks a result's provider Info of
+// holds. BuildKit's CacheChains.Marshal asked a result's provider Info of
 // every blob of its chain, and again for each ancestor chain: with n
 // layers of mode=max that is about n³/6 content-store lookups (a second of
-// the export at 60 layers). Each provider's own answers are remembered,
+// the export at 60 layers). The exporter's own cacheChains asks each
+// provider about each blob once a marshal, so the memo now only spares
+// questions asked again across marshals. Each provider's own answers are remembered,
 // never one provider's for another's: providers differ (a lazy ref's, an
 // imported result's), and BuildKit drops a result whose provider lacks a
 // blob even when another's has it. A failure is not remembered, so a
