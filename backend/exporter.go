@@ -140,6 +140,7 @@ func (e *exporter) Finalize(ctx context.Context) (_ map[string]string, retErr er
 	// A merge into a large manifest overlaps the uploads; it is written
 	// after them.
 	w.premerge(ctx)
+	defer w.stop()
 	placed, err := e.putBlobs(ctx, cacheConfig, descs)
 	if err != nil {
 		return nil, fmt.Errorf("s3 cache export: %w", err)

@@ -61,6 +61,9 @@ type manifestWriter struct {
 	// premerged is each name's first round, merged while the export's
 	// blobs went up (premerge).
 	premerged map[string]*premergeRound
+	// stopPremerge ends the premerge's reads when the export fails
+	// before writing.
+	stopPremerge context.CancelFunc
 
 	mu       sync.Mutex
 	ownBlobs map[digest.Digest]bool
@@ -254,6 +257,7 @@ func (w *manifestWriter) premerge(ctx context.Context) {
 		return
 	}
 	w.premerged = make(map[string]*premergeRound, len(w.cfg.Names))
+	ctx, w.stopPremerge = context.WithCancel(ctx)
 	for _, name := range w.cfg.Names {
 		p := &premergeRound{done: make(chan struct{})}
 		w.premerged[name] = p
@@ -261,6 +265,14 @@ func (w *manifestWriter) premerge(ctx context.Context) {
 			defer close(p.done)
 			p.r, p.err = w.round(ctx, name, true)
 		}()
+	}
+}
+
+// stop ends what premerge started; the export calls it once it no longer
+// writes.
+func (w *manifestWriter) stop() {
+	if w.stopPremerge != nil {
+		w.stopPremerge()
 	}
 }
 

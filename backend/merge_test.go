@@ -519,3 +519,33 @@ func TestMergeWritesAfterItsBlobs(t *testing.T) {
 	spy.Before, spy.After = nil, nil
 	requireSteps(t, stepsOf(t, spy, "main"), own, true)
 }
+
+// An export whose blob upload fails writes no manifest, though its merge
+// was under way meanwhile.
+func TestMergeFailedUploadWritesNoManifest(t *testing.T) {
+	spy := storetest.NewSpy(storetest.NewMemory())
+	f := cachetest.New()
+	opts := memOptions(spy, &logLines{})
+	f.Export(t, opts, mergeAttrs(t, "merge=true"), f.Layers(t, 100)...)
+	spy.Reset()
+	spy.Before = func(ctx context.Context, op storetest.Op, key string) error {
+		if op == storetest.OpPut && strings.HasPrefix(key, mergeLayout.BlobsDir()) {
+			return errors.New("injected: upload refused")
+		}
+		return nil
+	}
+	exp, err := backend.ResolveCacheExporterFunc(opts)(t.Context(), nil, mergeAttrs(t, "merge=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add(exp, f.Layers(t, 200)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exp.Finalize(t.Context()); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("Finalize: %v, want the upload's error", err)
+	}
+	time.Sleep(50 * time.Millisecond) // a stray premerge would write by now
+	if n := spy.Count(storetest.OpPutIf); n != 0 {
+		t.Errorf("%d manifest writes after a failed upload", n)
+	}
+}
