@@ -23,6 +23,17 @@ const DefaultMaxSize = 64 << 20
 
 // Decode decodes a cache config JSON document: one object, nothing after it.
 func Decode(dt []byte, config *cacheimporttypes.CacheConfig) error {
+	if config.Layers == nil && config.Records == nil {
+		if cfg, ok := fastDecode(dt); ok {
+			*config = cfg
+			return nil
+		}
+	}
+	return decodeJSON(dt, config)
+}
+
+// decodeJSON is Decode by encoding/json.
+func decodeJSON(dt []byte, config *cacheimporttypes.CacheConfig) error {
 	dec := json.NewDecoder(bytes.NewReader(dt))
 	if err := dec.Decode(config); err != nil {
 		return fmt.Errorf("decode cache config: %w", err)
