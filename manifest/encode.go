@@ -16,30 +16,14 @@ import (
 func Encode(cfg *cacheimporttypes.CacheConfig) ([]byte, error) {
 	e := encoder{b: make([]byte, 0, 64+len(cfg.Layers)*330+len(cfg.Records)*170)}
 	e.b = append(e.b, '{')
-	comma := false
+	first := true
 	if len(cfg.Layers) > 0 {
-		e.b = append(e.b, `"layers":[`...)
-		for i := range cfg.Layers {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.layer(&cfg.Layers[i])
-		}
-		e.b = append(e.b, ']')
-		comma = true
+		e.field(&first, "layers")
+		e.array(len(cfg.Layers), func(i int) { e.layer(&cfg.Layers[i]) })
 	}
 	if len(cfg.Records) > 0 {
-		if comma {
-			e.b = append(e.b, ',')
-		}
-		e.b = append(e.b, `"records":[`...)
-		for i := range cfg.Records {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.record(&cfg.Records[i])
-		}
-		e.b = append(e.b, ']')
+		e.field(&first, "records")
+		e.array(len(cfg.Records), func(i int) { e.record(&cfg.Records[i]) })
 	}
 	e.b = append(e.b, '}')
 	if e.err != nil {
@@ -51,6 +35,18 @@ func Encode(cfg *cacheimporttypes.CacheConfig) ([]byte, error) {
 type encoder struct {
 	b   []byte
 	err error
+}
+
+// array writes [elem(0),elem(1),...] for n elements.
+func (e *encoder) array(n int, elem func(i int)) {
+	e.b = append(e.b, '[')
+	for i := range n {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		elem(i)
+	}
+	e.b = append(e.b, ']')
 }
 
 // field starts a field of an object whose first field may have been
@@ -104,33 +100,23 @@ func (e *encoder) record(r *cacheimporttypes.CacheRecord) {
 	first := true
 	if len(r.Results) > 0 {
 		e.field(&first, "layers")
-		e.b = append(e.b, '[')
-		for i, res := range r.Results {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
+		e.array(len(r.Results), func(i int) {
 			e.b = append(e.b, `{"layer":`...)
-			e.b = strconv.AppendInt(e.b, int64(res.LayerIndex), 10)
+			e.b = strconv.AppendInt(e.b, int64(r.Results[i].LayerIndex), 10)
 			e.b = append(e.b, `,"createdAt":`...)
-			e.time(res.CreatedAt)
+			e.time(r.Results[i].CreatedAt)
 			e.b = append(e.b, '}')
-		}
-		e.b = append(e.b, ']')
+		})
 	}
 	if len(r.ChainedResults) > 0 {
 		e.field(&first, "chains")
-		e.b = append(e.b, '[')
-		for i, res := range r.ChainedResults {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
+		e.array(len(r.ChainedResults), func(i int) {
 			e.b = append(e.b, `{"layers":`...)
-			e.ints(res.LayerIndexes)
+			e.ints(r.ChainedResults[i].LayerIndexes)
 			e.b = append(e.b, `,"createdAt":`...)
-			e.time(res.CreatedAt)
+			e.time(r.ChainedResults[i].CreatedAt)
 			e.b = append(e.b, '}')
-		}
-		e.b = append(e.b, ']')
+		})
 	}
 	if r.Digest != "" {
 		e.field(&first, "digest")
@@ -138,33 +124,24 @@ func (e *encoder) record(r *cacheimporttypes.CacheRecord) {
 	}
 	if len(r.Inputs) > 0 {
 		e.field(&first, "inputs")
-		e.b = append(e.b, '[')
-		for i, slot := range r.Inputs {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
+		e.array(len(r.Inputs), func(i int) {
+			slot := r.Inputs[i]
 			if slot == nil {
 				e.b = append(e.b, "null"...)
-				continue
+				return
 			}
-			e.b = append(e.b, '[')
-			for j, in := range slot {
-				if j > 0 {
-					e.b = append(e.b, ',')
-				}
+			e.array(len(slot), func(j int) {
 				e.b = append(e.b, '{')
-				if in.Selector != "" {
+				if slot[j].Selector != "" {
 					e.b = append(e.b, `"selector":`...)
-					e.str(in.Selector)
+					e.str(slot[j].Selector)
 					e.b = append(e.b, ',')
 				}
 				e.b = append(e.b, `"link":`...)
-				e.b = strconv.AppendInt(e.b, int64(in.LinkIndex), 10)
+				e.b = strconv.AppendInt(e.b, int64(slot[j].LinkIndex), 10)
 				e.b = append(e.b, '}')
-			}
-			e.b = append(e.b, ']')
-		}
-		e.b = append(e.b, ']')
+			})
+		})
 	}
 	e.b = append(e.b, '}')
 }
@@ -174,14 +151,7 @@ func (e *encoder) ints(v []int) {
 		e.b = append(e.b, "null"...)
 		return
 	}
-	e.b = append(e.b, '[')
-	for i, n := range v {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.b = strconv.AppendInt(e.b, int64(n), 10)
-	}
-	e.b = append(e.b, ']')
+	e.array(len(v), func(i int) { e.b = strconv.AppendInt(e.b, int64(v[i]), 10) })
 }
 
 // str writes s as encoding/json does: plain ASCII as it is, anything it
