@@ -97,6 +97,9 @@ func (w *manifestWriter) setOwn(own *cacheimporttypes.CacheConfig, ownJSON []byt
 	for _, l := range own.Layers {
 		w.ownBlobs[l.Blob] = true
 	}
+	if !w.cfg.Merge {
+		return // what follows serves merges only
+	}
 	w.ownKeys = make(map[digest.Digest]bool, len(own.Records))
 	for _, r := range own.Records {
 		w.ownKeys[r.Digest] = true
@@ -185,7 +188,7 @@ func (w *manifestWriter) write(ctx context.Context, name string) error {
 	}
 	backoff := mergeBackoff
 	for attempt := 1; ; attempt++ {
-		r, err := w.firstRound(ctx, name, attempt == 1)
+		r, err := w.nextRound(ctx, name, attempt == 1)
 		if err != nil {
 			return err
 		}
@@ -295,10 +298,10 @@ func (w *manifestWriter) stop() {
 	}
 }
 
-// firstRound is a round of write: the premerged one in the first round
+// nextRound is write's next round: the premerged one in the first round
 // when it succeeded, else one computed now (reading again if the
 // premerge failed: its read may be what failed).
-func (w *manifestWriter) firstRound(ctx context.Context, name string, first bool) (mergeRound, error) {
+func (w *manifestWriter) nextRound(ctx context.Context, name string, first bool) (mergeRound, error) {
 	if p := w.premerged[name]; first && p != nil {
 		select {
 		case <-p.done:
@@ -388,24 +391,22 @@ func (w *manifestWriter) checkBlobs(ctx context.Context, existing cacheimporttyp
 	for i, dgst := range check {
 		keys[i] = w.layout.BlobKey(dgst.String())
 	}
-	// Blobs this process saw lately count as checked (store.PresentTTL).
+	// Blobs this process saw lately count as checked (store.PresentTTL);
+	// the rest stay in check and keys, in place.
 	start := w.now()
 	lately := w.prober.SeenPresent(w.where, keys, start)
-	var recent []digest.Digest
-	unseen, unseenKeys := check[:0:0], keys[:0:0]
-	for i, ok := range lately {
-		if ok {
-			recent = append(recent, check[i])
-		} else {
-			unseen, unseenKeys = append(unseen, check[i]), append(unseenKeys, keys[i])
-		}
-	}
+	n := 0
 	w.mu.Lock()
-	for _, dgst := range recent {
-		w.present[dgst] = true
+	for i, seen := range lately {
+		if seen {
+			w.present[check[i]] = true
+			continue
+		}
+		check[n], keys[n] = check[i], keys[i]
+		n++
 	}
 	w.mu.Unlock()
-	check, keys = unseen, unseenKeys
+	check, keys = check[:n], keys[:n]
 	if len(check) == 0 {
 		return nil
 	}
