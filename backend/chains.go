@@ -214,14 +214,7 @@ func (c *cacheChains) Add(dgst digest.Digest, deps [][]solver.CacheLink, results
 // results; other keeps its own inputs, children and results.
 func (r *chainRecord) absorb(other *chainRecord) {
 	for key, set := range other.children {
-		if r.children == nil {
-			r.children = map[childKey]map[*chainRecord]struct{}{}
-		}
-		m, ok := r.children[key]
-		if !ok {
-			m = map[*chainRecord]struct{}{}
-			r.children[key] = m
-		}
+		m := r.childSet(key)
 		for ch := range set {
 			m[ch] = struct{}{}
 			for _, ls := range ch.parents {
@@ -234,17 +227,22 @@ func (r *chainRecord) absorb(other *chainRecord) {
 	}
 }
 
-// addChild links ch's input slot index to r.
-func (r *chainRecord) addChild(ch *chainRecord, index int, selector string) {
+// childSet is r's set of children by key, made if need be.
+func (r *chainRecord) childSet(key childKey) map[*chainRecord]struct{} {
 	if r.children == nil {
 		r.children = map[childKey]map[*chainRecord]struct{}{}
 	}
-	key := childKey{selector: selector, index: index, dgst: ch.dgst}
 	m, ok := r.children[key]
 	if !ok {
 		m = map[*chainRecord]struct{}{}
 		r.children[key] = m
 	}
+	return m
+}
+
+// addChild links ch's input slot index to r.
+func (r *chainRecord) addChild(ch *chainRecord, index int, selector string) {
+	m := r.childSet(childKey{selector: selector, index: index, dgst: ch.dgst})
 	if _, ok := m[ch]; ok {
 		return
 	}
